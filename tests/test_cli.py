@@ -1,0 +1,25 @@
+"""The console script."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from cytopaint import modelpkg
+from cytopaint.cli import main
+from cytopaint.diffusion.gaussian import DiffusionConfig
+
+
+def test_help_lists_subcommands() -> None:
+    out = subprocess.run([sys.executable, "-m", "cytopaint.cli", "--help"], capture_output=True, text=True, check=True)
+    assert "model-info" in out.stdout
+
+
+def test_model_info_prints_card_and_reports_errors(tmp_path: Path, tiny_net, capsys) -> None:
+    modelpkg.save(tmp_path / "m", tiny_net, name="tiny", diffusion=DiffusionConfig(steps=8), pixel_size_um=1.0,
+                  training={"command": "x", "data": [], "seed": 1, "code_version": "t"})
+    assert main(["model-info", str(tmp_path / "m")]) == 0
+    assert '"name": "tiny"' in capsys.readouterr().out
+    assert main(["model-info", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
