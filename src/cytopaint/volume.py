@@ -597,3 +597,28 @@ def rebuild_pyramid(
                     dst[(*lead, slice(wy0, wy1), slice(wx0, wx1))] = out
         done.append((ya, xa, yb - ya, xb - xa))
     return done
+
+
+def write_section(
+    path: str | os.PathLike[str],
+    image: np.ndarray,
+    *,
+    pixel_size_um: float,
+    n_levels: int,
+    labels: dict[str, np.ndarray] | None = None,
+    chunks: Sequence[int] = (512, 512),
+    ngff: str = "0.5",
+) -> ImageInfo:
+    """Write an in-memory 2-D image (and label images of the same shape) with their pyramids."""
+    image = np.asarray(image)
+    info = create_image(path, image.shape, pixel_size_um=pixel_size_um, n_levels=n_levels, chunks=chunks,
+                        dtype=image.dtype, ngff=ngff)
+    write_region(path, image, 0, 0)
+    rebuild_pyramid(path)
+    for name, label in (labels or {}).items():
+        if label.shape != image.shape:
+            raise ValueError(f"{path}: label {name} shape {label.shape} differs from the image's {image.shape}")
+        create_label(path, name, dtype=label.dtype if label.dtype != bool else np.uint8)
+        write_region(path, label.astype(np.uint8) if label.dtype == bool else label, 0, 0, label=name)
+        rebuild_pyramid(path, label=name)
+    return info

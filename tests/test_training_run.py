@@ -1,0 +1,123 @@
+"""The training command: patch sampling away from artifacts, checkpoint/resume, 2-process DDP, the package."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY, make_section, write_sections_table
+
+from cytopaint import modelpkg
+from cytopaint.diffusion.gaussian import DiffusionConfig
+from cytopaint.diffusion.unet import UNet
+from cytopaint.masks import dilate
+from cytopaint.patches import PatchSampler, load_section, mask_at_level, valid_origins
+from cytopaint.train import TrainSettings, run_training, train_package
+
+
+def test_valid_origins_avoid_artifacts_and_background() -> None:
+    img = np.full((64, 64), 120, dtype=np.uint8)
+    img[:, 48:] = 245  # background on the right
+    art = np.zeros_like(img, dtype=bool)
+    art[:16, :16] = True
+    origins = valid_origins(img, art, patch=16, stride=4)
+    assert len(origins)
+    for y, x in origins:
+        assert not art[y:y + 16, x:x + 16].any()
+        assert (img[y:y + 16, x:x + 16] < 225).mean() >= 0.7  # tissue is judged on a 9-px smoothed image
+    assert origins[:, 1].max() <= 36 and origins[:, 1].min() == 0
+
+
+def test_mask_at_level_up_and_down() -> None:
+    m = np.zeros((4, 4), dtype=bool)
+    m[1, 2] = True
+    up = mask_at_level(m, (4, 4), (2, 2), (8, 8))  # mask at 4x level 0, training level at 2x
+    assert up.sum() == 4 and up[2:4, 4:6].all()
+    down = mask_at_level(up, (2, 2), (4, 4), (4, 4))
+    assert np.array_equal(down, m)
+
+
+@pytest.fixture
+def sections(tmp_path: Path) -> Path:
+    rows = []
+    for i in range(2):
+        make_section(tmp_path / f"s{i}.ome.zarr", (96, 96), seed=i, holes=[(0, 0, 40, 40)])
+        rows.append((f"s{i}", f"s{i}.ome.zarr", f"s{i}.ome.zarr#labels/artifacts"))
+    return write_sections_table(tmp_path / "sections.tsv", rows)
+
+
+def test_loaded_patches_stay_clear_of_the_dilated_mask(sections: Path) -> None:
+    sec = load_section("s0", str(sections.parent / "s0.ome.zarr"), str(sections.parent / "s0.ome.zarr#labels/artifacts"),
+                       pixel_size_um=1.0, patch=16, margin_um=4)
+    assert len(sec.origins)
+    hole = np.zeros((96, 96), dtype=bool)
+    hole[:40, :40] = True
+    dilated = dilate(hole, 4)
+    assert not any(dilated[y:y + 16, x:x + 16].any() for y, x in sec.origins)
+    assert any(dilated[max(y - 1, 0):y + 16, max(x - 1, 0):x + 16].any() for y, x in sec.origins)  # near the hole
+    sampler = PatchSampler([sec], 16)
+    batch = sampler.sample(8, np.random.default_rng(0))
+    assert batch.shape == (8, 16, 16) and batch.dtype == np.uint8
+
+
+SETTINGS = TrainSettings(steps=6, batch_size=4, lr=1e-3, warmup=1, ema_decay=0.9, precision="fp32",
+                         checkpoint_every=3, log_every=1)
+
+
+def _sampler(sections: Path) -> PatchSampler:
+    base = sections.parent
+    return PatchSampler([load_section(f"s{i}", str(base / f"s{i}.ome.zarr"),
+                                      str(base / f"s{i}.ome.zarr#labels/artifacts"), 1.0, 16)
+                         for i in range(2)], 16)
+
+
+def test_resume_continues_the_same_loss_curve(sections: Path, tmp_path: Path) -> None:
+    diffusion = DiffusionConfig(steps=20).build()
+    torch.manual_seed(0)
+    full_ema, full = run_training(_sampler(sections), UNet(TINY), diffusion, SETTINGS, tmp_path / "full",
+                                  progress=False)
+    torch.manual_seed(0)
+    run_training(_sampler(sections), UNet(TINY), diffusion, replace(SETTINGS, steps=3), tmp_path / "part",
+                 progress=False)
+    torch.manual_seed(123)  # a fresh process: weights come from the checkpoint, not the seed
+    resumed_ema, rest = run_training(_sampler(sections), UNet(TINY), diffusion, SETTINGS, tmp_path / "part",
+                                     resume=True, progress=False)
+    assert [h["step"] for h in rest] == [4, 5, 6]
+    assert [h["loss"] for h in rest] == [h["loss"] for h in full[3:]]
+    for a, b in zip(full_ema.shadow.parameters(), resumed_ema.shadow.parameters()):
+        assert torch.equal(a, b)
+    log = (tmp_path / "part" / "log.tsv").read_text().splitlines()
+    assert log[0].startswith("step\tloss") and len(log) == 1 + 6
+
+
+def test_train_package_writes_a_loadable_model_with_provenance(sections: Path, tmp_path: Path) -> None:
+    card = train_package(str(sections), tmp_path / "model", pixel_size_um=1.0, arch=TINY, settings=SETTINGS,
+                         diffusion=DiffusionConfig(steps=20), command="cytopaint train --test", progress=False)
+    loaded = modelpkg.load(tmp_path / "model")
+    assert loaded.card == card
+    assert card["training"]["command"] == "cytopaint train --test"
+    assert card["training"]["seed"] == 0 and len(card["training"]["data"]) == 2
+    assert card["pixel_size_um"] == 1.0 and card["tile_size"] == 16
+
+
+def test_two_process_gloo_ddp_training_step(sections: Path, tmp_path: Path) -> None:
+    """torchrun with 2 CPU processes: gradients are averaged, so both ranks end with identical weights."""
+    (tmp_path / "arch.json").write_text(json.dumps(TINY.to_dict()))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "cytopaint.cli", "train", "--sections", str(sections), "--out", str(tmp_path / "ddp"),
+           "--pixel-size", "1", "--arch", str(tmp_path / "arch.json"), "--diffusion-steps", "20", "--steps", "3",
+           "--batch-size", "2", "--precision", "fp32", "--checkpoint-every", "3", "--quiet"]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stderr[-3000:]
+    card = modelpkg.read_card(tmp_path / "ddp")
+    assert card["training"]["world_size"] == 2
+    meta = json.loads((tmp_path / "ddp.run" / "checkpoint" / "state.json").read_text())
+    assert meta["world_size"] == 2 and "numpy_rng.1" in meta
