@@ -1,0 +1,225 @@
+"""Tile planning: ownership, waves, context, seeds, batches, plan TSV (all checked at level 0)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import dask.array as da
+import numpy as np
+import pandas as pd
+import pytest
+
+from cytopaint.tiling import (
+    PLAN_COLUMNS,
+    STATUS_INSUFFICIENT,
+    STATUS_OK,
+    STATUS_RELAXED,
+    coarse_dilation,
+    dilated_window,
+    known_mask,
+    owned_mask,
+    plan_tiles,
+    read_plan,
+    tile_seed,
+    tile_seeds,
+    write_plan,
+)
+
+
+def blobs(shape: tuple[int, int], n: int, rng: np.random.Generator, max_r: int = 4) -> np.ndarray:
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    out = np.zeros(shape, dtype=bool)
+    for _ in range(n):
+        cy, cx, r = rng.integers(0, shape[0]), rng.integers(0, shape[1]), rng.integers(0, max_r + 1)
+        out |= (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+    return out
+
+
+def check_plan(plan: pd.DataFrame, mask: np.ndarray, factor, shape, margin: int, min_known: float) -> None:
+    """Assert every guarantee of a plan against the exact level-0 dilated mask."""
+    exact = factor == 1
+    d = dilated_window(mask, factor, shape, margin, 0, 0, *shape)
+    owner = np.full(shape, -1)
+    owners = np.zeros(shape, dtype=int)
+    for i, t in plan.iterrows():
+        ys, xs = slice(t.y0, t.y0 + t.height), slice(t.x0, t.x0 + t.width)
+        own = owned_mask(t, d[ys, xs])
+        core = np.zeros_like(own)
+        cy, cx = t.core_y0 - t.y0, t.core_x0 - t.x0
+        core[cy : cy + t.core_height, cx : cx + t.core_width] = True
+        assert not (own & ~core).any(), "owned pixels outside the core"
+        assert own.sum() <= t.n_owned and (not exact or own.sum() == t.n_owned)
+        owners[ys, xs] += own
+        owner[ys, xs][own] = i
+    assert np.array_equal(owners, d.astype(int)), "every dilated pixel needs exactly one owner"
+
+    owner_wave = np.append(plan["wave"].to_numpy(), -1)[owner]  # -1 where nobody owns
+    for i, t in plan[plan["wave"] >= 0].iterrows():
+        ys, xs = slice(t.y0, t.y0 + t.height), slice(t.x0, t.x0 + t.width)
+        others = owner[ys, xs][(owner_wave[ys, xs] == t.wave) & (owner[ys, xs] != i)]
+        assert others.size == 0, f"tile {t.tile} reads pixels owned by same-wave tiles {set(others)}"
+        known = known_mask(plan, t, d[ys, xs])
+        ow = owner_wave[ys, xs]
+        assert np.array_equal(known, ~d[ys, xs] | ((ow >= 0) & (ow < t.wave)))
+        frac = known.mean()
+        assert frac >= t.known_fraction - 1e-12 and (not exact or frac == pytest.approx(t.known_fraction))
+        if t.status == STATUS_OK:
+            assert frac >= min_known
+    for _, t in plan[plan["wave"] < 0].iterrows():
+        assert t.status == STATUS_INSUFFICIENT and t.batch == -1 and t.known_fraction < min_known
+
+
+CASES = [
+    # factor, shape, tile, core, margin, min_known
+    (1, (61, 75), 16, 8, 2, 0.25),
+    (1, (40, 33), 16, 7, 0, 0.4),  # border 4 before the core, 5 after
+    (2, (77, 90), 16, 8, 3, 0.5),
+    (3, (80, 64), 12, 12, 4, 0.3),
+    ((2, 3), (70, 95), 20, 10, 5, 0.25),
+    (4, (50, 70), 32, 16, 1, 0.1),
+    (2, (32, 40), 8, 8, 1, 0.5),  # windows = cores: no neighbours, no conflicts
+]
+
+
+@pytest.mark.parametrize(("factor", "shape", "tile", "core", "margin", "min_known"), CASES)
+def test_plan_guarantees_at_level_0(factor, shape, tile, core, margin, min_known):
+    fy, fx = (factor, factor) if isinstance(factor, int) else factor
+    rng = np.random.default_rng(7)
+    mask = blobs((-(-shape[0] // fy), -(-shape[1] // fx)), 6, rng, max_r=12 // fy + 1)
+    plan = plan_tiles(mask, factor=factor, shape=shape, tile_size=tile, core_size=core, margin_px=margin,
+                      min_known=min_known, section="S", seed=1, max_batch=3)
+    assert len(plan) > 0
+    check_plan(plan, mask, factor, shape, margin, min_known)
+
+
+@pytest.mark.parametrize("factor", [1, 2, 3, (3, 2)])
+@pytest.mark.parametrize("margin", [0, 1, 2, 5, 7])
+def test_coarse_dilation_is_exact(factor, margin):
+    fy, fx = (factor, factor) if isinstance(factor, int) else factor
+    shape = (47, 52)
+    mask = blobs((-(-shape[0] // fy), -(-shape[1] // fx)), 4, np.random.default_rng(margin), max_r=2)
+    fine = dilated_window(mask, factor, shape, margin, 0, 0, *shape)
+    padded = np.zeros((mask.shape[0] * fy, mask.shape[1] * fx), dtype=bool)
+    padded[: shape[0], : shape[1]] = fine
+    touched = padded.reshape(mask.shape[0], fy, mask.shape[1], fx).any(axis=(1, 3))
+    assert np.array_equal(coarse_dilation(mask, factor, shape, margin), touched)
+
+
+def test_mask_from_a_floor_shaped_level_and_dask_match_numpy():
+    shape = (70, 70)
+    mask = blobs((17, 17), 5, np.random.default_rng(3))  # 70 / 4 rounded down: the last 2 px unmasked
+    kwargs = dict(factor=4, shape=shape, tile_size=16, margin_px=2, min_known=0.25, section="S", seed=0)
+    plan = plan_tiles(mask, **kwargs)
+    check_plan(plan, mask, 4, shape, 2, 0.25)
+    pd.testing.assert_frame_equal(plan, plan_tiles(da.from_array(mask, chunks=5), **kwargs))
+
+
+def test_empty_mask_gives_empty_plan(tmp_path):
+    plan = plan_tiles(np.zeros((10, 10), dtype=np.uint8), factor=8, shape=(80, 80), tile_size=16,
+                      margin_px=4, section="S", seed=0)
+    assert plan.empty and list(plan.columns) == list(PLAN_COLUMNS)
+    write_plan(plan, tmp_path / "tiles.tsv")
+    pd.testing.assert_frame_equal(read_plan(tmp_path / "tiles.tsv"), plan)
+
+
+def hole_plan(min_known: float, floor: float | None = None) -> tuple[np.ndarray, pd.DataFrame]:
+    mask = np.zeros((128, 128), dtype=bool)
+    mask[20:108, 30:110] = True  # 88 x 80 px hole, tiles of 16
+    plan = plan_tiles(mask, factor=1, shape=mask.shape, tile_size=16, min_known=min_known,
+                      min_known_floor=floor, section="S", seed=0, max_batch=4)
+    return mask, plan
+
+
+def test_hole_too_big_for_threshold_is_reported():
+    mask, plan = hole_plan(0.5)
+    stuck = plan[plan["status"] == STATUS_INSUFFICIENT]
+    assert len(stuck) > 0 and (stuck["n_owned"] > 0).all()
+    assert (stuck["wave"] == -1).all() and (stuck["batch"] == -1).all()
+    assert plan[plan["wave"] >= 0]["n_owned"].sum() + stuck["n_owned"].sum() == mask.sum()
+    check_plan(plan, mask, 1, mask.shape, 0, 0.5)
+
+
+def test_big_hole_is_peeled_outside_in():
+    mask, plan = hole_plan(0.25)
+    assert (plan["status"] == STATUS_OK).all()
+    check_plan(plan, mask, 1, mask.shape, 0, 0.25)
+    wave_at = {(r, c): w for r, c, w in zip(plan["row"], plan["col"], plan["wave"], strict=True)}
+    assert plan["wave"].max() >= 4
+    assert wave_at[(8, 8)] > wave_at[(3, 8)] and wave_at[(8, 8)] > wave_at[(8, 4)]  # centre after the rim
+
+
+def test_relaxed_fallback_only_when_configured():
+    mask, plan = hole_plan(0.5, floor=0.2)
+    assert (plan["status"] != STATUS_INSUFFICIENT).all() and (plan["status"] == STATUS_RELAXED).any()
+    check_plan(plan, mask, 1, mask.shape, 0, 0.5)
+    relaxed = plan[plan["status"] == STATUS_RELAXED]
+    assert (relaxed["known_fraction"] >= 0.2).all() and (relaxed["known_fraction"] < 0.5).all()
+
+
+def test_batches():
+    mask = blobs((60, 60), 12, np.random.default_rng(5), max_r=6)
+    plan = plan_tiles(mask, factor=1, shape=(60, 60), tile_size=8, min_known=0.25, section="S", seed=0,
+                      max_batch=3)
+    sched = plan[plan["wave"] >= 0]
+    sizes = sched.groupby("batch").size()
+    assert sizes.max() <= 3 and list(sizes.index) == list(range(len(sizes)))
+    assert (sched.groupby("batch")["wave"].nunique() == 1).all()
+    assert sched["batch"].is_monotonic_increasing and sched["wave"].is_monotonic_increasing
+    for _, group in sched.groupby("wave"):
+        assert list(group["row"] * 1000 + group["col"]) == sorted(group["row"] * 1000 + group["col"])
+        assert group["batch"].nunique() == -(-len(group) // 3)
+
+
+def test_image_smaller_than_tile():
+    mask = np.zeros((20, 50), dtype=bool)
+    mask[8:12, 20:26] = True
+    plan = plan_tiles(mask, factor=1, shape=(20, 50), tile_size=32, min_known=0.5, section="S", seed=0)
+    assert (plan["height"] == 20).all() and (plan["width"] == 32).all()
+    check_plan(plan, mask, 1, (20, 50), 0, 0.5)
+
+
+def test_seeds_stable_and_distinct():
+    seed = tile_seed(42, "B0042", 3, 7)
+    assert 0 <= seed < 2**63
+    code = "from cytopaint.tiling import tile_seed; print(tile_seed(42, 'B0042', 3, 7))"
+    other = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                           env={"PYTHONHASHSEED": "123"})
+    assert int(other.stdout) == seed
+    rows, cols = np.divmod(np.arange(300 * 300), 300)
+    grid = tile_seeds(42, "B0042", rows, cols)
+    assert len(set(grid.tolist())) == grid.size and grid[3 * 300 + 7] == seed
+    variants = {seed, tile_seed(43, "B0042", 3, 7), tile_seed(42, "B0043", 3, 7), tile_seed(42, "B0042", 7, 3),
+                tile_seed(42, "B0042", 3, 7, round=1), tile_seed(42, "B0042", 3, 7, round=2)}
+    assert len(variants) == 6
+    assert tile_seed(42, "B0042", 3, 7, round=2) == tile_seed(42, "B0042", 3, 7, round=2)
+
+
+def test_plan_is_deterministic_and_round_trips(tmp_path):
+    mask = blobs((30, 30), 8, np.random.default_rng(2), max_r=3)
+    kwargs = dict(factor=2, shape=(60, 59), tile_size=16, margin_px=2, min_known=0.5, section="007", seed=9)
+    plan = plan_tiles(mask, **kwargs)
+    pd.testing.assert_frame_equal(plan, plan_tiles(mask, **kwargs))
+    assert (plan["seed"] == tile_seeds(9, "007", plan["row"], plan["col"])).all()
+    write_plan(plan, tmp_path / "tiles.tsv")
+    pd.testing.assert_frame_equal(read_plan(tmp_path / "tiles.tsv"), plan)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda df: df.drop(columns="seed"), "columns"),
+        (lambda df: df.assign(status="done"), "status"),
+        (lambda df: df.assign(wave=-1), "wave and batch"),
+        (lambda df: df.assign(y0="a"), "non-numeric"),
+        (lambda df: df.assign(core_y0=df["y0"] - 1), "core outside"),
+    ],
+)
+def test_read_plan_rejects_broken_tables(tmp_path, edit, message):
+    mask = np.zeros((16, 16), dtype=bool)
+    mask[5:9, 5:9] = True
+    plan = plan_tiles(mask, factor=1, shape=(16, 16), tile_size=8, section="S", seed=0)
+    path = tmp_path / "tiles.tsv"
+    edit(plan).to_csv(path, sep="\t", index=False)
+    with pytest.raises(ValueError, match=message):
+        read_plan(path)
