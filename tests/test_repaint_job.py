@@ -1,0 +1,149 @@
+"""Planning a section and running its repaint batches with a tiny packaged model."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import make_section
+
+from cytopaint import modelpkg, tiling, volume
+from cytopaint.batchio import read_batch
+from cytopaint.diffusion.gaussian import DiffusionConfig
+from cytopaint.plan import TilingConfig, plan_section, read_plan_dir
+from cytopaint.repaint import RepaintConfig, batch_dependencies, run_batch
+
+FAST = RepaintConfig(jump_length=2, jump_n_sample=2, steps=6)
+TRAINING = {"command": "test", "data": [], "seed": 0, "code_version": "test"}
+
+
+@pytest.fixture
+def model(tmp_path: Path, tiny_net) -> str:
+    modelpkg.save(tmp_path / "model", tiny_net, name="tiny", diffusion=DiffusionConfig(steps=20), pixel_size_um=1.0,
+                  training=TRAINING)
+    return str(tmp_path / "model")
+
+
+@pytest.fixture
+def section(tmp_path: Path) -> Path:
+    return make_section(tmp_path / "s.ome.zarr", (64, 64), holes=[(20, 20, 14, 18), (50, 4, 3, 3)])
+
+
+def _run_all(section: Path, model: str, plan_dir: Path, out_dir: Path, config: RepaintConfig = FAST) -> dict[int, Path]:
+    plan, summary = read_plan_dir(plan_dir)
+    deps = batch_dependencies(plan)
+    files = {}
+    for b in summary["batches"]:
+        files[b] = out_dir / f"batch_{b}.npz"
+        run_batch(str(section), f"{section}#labels/artifacts", None, plan, b, [files[d] for d in deps[b]], model,
+                  config, summary["margin_px"], files[b], progress=False)
+    return files
+
+
+def _compose(section: Path, files: dict[int, Path]) -> tuple[np.ndarray, np.ndarray]:
+    image = np.asarray(volume.open_level(str(section)))
+    out, owned = image.copy(), np.zeros(image.shape, dtype=bool)
+    for f in files.values():
+        for t in read_batch(f)[0]:
+            h, w = t.owned.shape
+            region = out[t.y0:t.y0 + h, t.x0:t.x0 + w]
+            region[t.owned] = t.pixels[t.owned]
+            assert not (owned[t.y0:t.y0 + h, t.x0:t.x0 + w] & t.owned).any()
+            owned[t.y0:t.y0 + h, t.x0:t.x0 + w] |= t.owned
+    return out, owned
+
+
+def test_plan_and_batches_repair_exactly_the_dilated_mask(section: Path, model: str, tmp_path: Path) -> None:
+    cfg = TilingConfig(margin_um=2, max_batch=2)
+    summary = plan_section("s", str(section), f"{section}#labels/artifacts", None, model, cfg, None, tmp_path / "plan")
+    assert summary["tile_size"] == 16 and summary["margin_px"] == 2 and summary["batches"]
+    files = _run_all(section, model, tmp_path / "plan", tmp_path / "b")
+    out, owned = _compose(section, files)
+    image = np.asarray(volume.open_level(str(section)))
+    mask = np.asarray(volume.open_level(f"{section}#labels/artifacts")) > 0
+    dilated = tiling.dilated_window(mask, 1, mask.shape, 2, 0, 0, *mask.shape)
+    assert np.array_equal(owned, dilated)  # every dilated-mask pixel generated, nothing else
+    assert np.array_equal(out[~owned], image[~owned])
+    assert (out[owned] != image[owned]).mean() > 0.5
+    meta = read_batch(files[summary["batches"][0]])[1]
+    assert meta["nfe_per_tile"] == 6 + 1 * 2 * 2 and meta["model"]["sha256"]
+
+
+def test_tile_results_do_not_depend_on_batching_and_reruns_are_identical(section: Path, model: str,
+                                                                        tmp_path: Path) -> None:
+    for name, max_batch in (("a", 8), ("b", 1), ("c", 1)):
+        plan_section("s", str(section), f"{section}#labels/artifacts", None, model,
+                     TilingConfig(margin_um=2, max_batch=max_batch), None, tmp_path / name / "plan")
+    outs = [_compose(section, _run_all(section, model, tmp_path / n / "plan", tmp_path / n / "b"))[0] for n in "abc"]
+    assert np.array_equal(outs[0], outs[1]) and np.array_equal(outs[1], outs[2])
+
+
+def test_another_global_seed_changes_the_result(section: Path, model: str, tmp_path: Path) -> None:
+    outs = []
+    for seed in (0, 1):
+        plan_section("s", str(section), f"{section}#labels/artifacts", None, model, TilingConfig(margin_um=2, seed=seed),
+                     None, tmp_path / str(seed))
+        outs.append(_compose(section, _run_all(section, model, tmp_path / str(seed), tmp_path / f"b{seed}"))[0])
+    assert not np.array_equal(*outs)
+
+
+def test_large_hole_is_peeled_in_waves_using_earlier_results(tmp_path: Path, model: str) -> None:
+    section = make_section(tmp_path / "big.ome.zarr", (64, 64), holes=[(12, 12, 40, 40)])
+    summary = plan_section("big", str(section), f"{section}#labels/artifacts", None, model,
+                           TilingConfig(margin_um=0, min_known=0.2), None, tmp_path / "plan")
+    assert summary["waves"] >= 2
+    plan, _ = read_plan_dir(tmp_path / "plan")
+    deps = batch_dependencies(plan)
+    assert any(deps.values())
+    files = _run_all(section, model, tmp_path / "plan", tmp_path / "b")
+    _, owned = _compose(section, files)
+    assert owned.sum() == 40 * 40
+    # a later batch without its dependencies is refused
+    late = next(b for b, d in deps.items() if d)
+    with pytest.raises(ValueError, match="missing"):
+        run_batch(str(section), f"{section}#labels/artifacts", None, plan, late, [], model, FAST, 0,
+                  tmp_path / "x.npz", progress=False)
+
+
+def test_section_without_artifacts_has_an_empty_plan(tmp_path: Path, model: str) -> None:
+    section = make_section(tmp_path / "clean.ome.zarr", (64, 64))
+    summary = plan_section("clean", str(section), f"{section}#labels/artifacts", None, model, TilingConfig(), None,
+                           tmp_path / "plan")
+    assert summary["tiles"] == 0 and summary["batches"] == []
+
+
+def test_bad_inputs_fail_before_any_sampling(tmp_path: Path, model: str, tiny_net) -> None:
+    section = make_section(tmp_path / "s.ome.zarr", (64, 64), holes=[(1, 1, 4, 4)])
+    mask = f"{section}#labels/artifacts"
+    cfg = TilingConfig()
+    with pytest.raises(ValueError, match="section id"):
+        plan_section("bad id!", str(section), mask, None, model, cfg, None, tmp_path / "p")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        plan_section("s", str(tmp_path / "missing.ome.zarr"), mask, None, model, cfg, None, tmp_path / "p")
+    other = make_section(tmp_path / "o.ome.zarr", (64, 96), holes=[(1, 1, 4, 4)])
+    with pytest.raises(ValueError, match="extent"):
+        plan_section("s", str(section), f"{other}#labels/artifacts", None, model, cfg, None, tmp_path / "p")
+    coarse = make_section(tmp_path / "c.ome.zarr", (64, 64), pixel_size_um=2.0)
+    with pytest.raises(ValueError, match="pixel size"):
+        plan_section("c", str(coarse), f"{coarse}#labels/artifacts", None, model, cfg, None, tmp_path / "p")
+    volume.write_section(tmp_path / "u16.ome.zarr", np.full((64, 64), 1000, np.uint16), pixel_size_um=1.0, n_levels=2,
+                         labels={"artifacts": np.ones((64, 64), np.uint8)}, chunks=(32, 32))
+    with pytest.raises(ValueError, match="uint16"):
+        plan_section("u", str(tmp_path / "u16.ome.zarr"), f"{tmp_path / 'u16.ome.zarr'}#labels/artifacts", None,
+                     model, cfg, None, tmp_path / "p")
+    # with a normalisation setting the uint16 image is accepted
+    plan_section("u", str(tmp_path / "u16.ome.zarr"), f"{tmp_path / 'u16.ome.zarr'}#labels/artifacts", None, model,
+                 cfg, {"input_range": [0, 4095]}, tmp_path / "p16")
+
+
+def test_known_pixels_of_the_batch_file_equal_the_context(section: Path, model: str, tmp_path: Path) -> None:
+    plan_section("s", str(section), f"{section}#labels/artifacts", None, model, TilingConfig(margin_um=2), None,
+                 tmp_path / "plan")
+    files = _run_all(section, model, tmp_path / "plan", tmp_path / "b", replace(FAST, steps=4))
+    image = np.asarray(volume.open_level(str(section)))
+    for f in files.values():
+        for t in read_batch(f)[0]:
+            h, w = t.owned.shape
+            assert np.array_equal(t.pixels[~t.owned], image[t.y0:t.y0 + h, t.x0:t.x0 + w][~t.owned]) or t.meta["wave"]
