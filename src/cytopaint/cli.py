@@ -35,9 +35,76 @@ def _train(args: argparse.Namespace) -> int:
                          settings=settings, diffusion=DiffusionConfig(steps=args.diffusion_steps),
                          run_dir=Path(args.run_dir) if args.run_dir else None, resume=args.resume, name=args.name,
                          command=" ".join(shlex.quote(a) for a in ["cytopaint", *sys.argv[1:]]),
-                         progress=not args.quiet)
+                         progress=not args.quiet, weights_dtype=args.weights_dtype)
     if card:
         print(f"wrote {args.out} (sha256 {card['weights']['sha256'][:12]}…)", file=sys.stderr)
+    return 0
+
+
+def _section_row(sections: str, section: str):
+    from pathlib import Path
+
+    from .sections import check_section_id, plane, read_sections
+
+    check_section_id(section)
+    table = read_sections(sections, base=Path(sections).resolve().parent)
+    if section not in table.index:
+        raise ValueError(f"section {section!r} is not in {sections}")
+    row = table.loc[section]
+    return row["image"], row["mask"], plane(row["z"])
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .plan import TilingConfig, plan_section
+
+    image, mask, z = _section_row(args.sections, args.section)
+    summary = plan_section(args.section, image, mask, z, args.model, TilingConfig(**json.loads(args.tiling)),
+                           json.loads(args.normalization) if args.normalization else None, Path(args.out_dir))
+    short = summary["insufficient_context"]["tiles"]
+    print(f"section {args.section}: {summary['scheduled_tiles']} tiles in {summary['waves']} waves, "
+          f"{len(summary['batches'])} batches", file=sys.stderr)
+    if short:
+        print(f"section {args.section}: WARNING {len(short)} tiles lack context and are NOT repaired "
+              f"(≤ {summary['insufficient_context']['pixels_upper_bound']} px): see plan.json", file=sys.stderr)
+    return 0
+
+
+def _repaint_batch(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .plan import read_plan_dir
+    from .repaint import RepaintConfig, run_batch
+
+    image, mask, z = _section_row(args.sections, args.section)
+    plan, summary = read_plan_dir(Path(args.plan_dir))
+    meta = run_batch(image, mask, z, plan, args.batch, [Path(p) for p in args.earlier], args.model,
+                     RepaintConfig(**json.loads(args.repaint)), summary["margin_px"], Path(args.out),
+                     progress=not args.quiet)
+    print(f"section {args.section} batch {args.batch}: {len(plan[plan['batch'] == args.batch])} tiles, "
+          f"{meta['nfe_per_tile']} NFE, {meta['sample_seconds']:.1f} s on {meta['device']}", file=sys.stderr)
+    return 0
+
+
+def _plan_index(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .plan import write_index
+
+    write_index([Path(p) for p in args.summaries], Path(args.out))
+    return 0
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .synthstack import write_synthetic_stack
+
+    table = write_synthetic_stack(Path(args.out), args.sections, shape=tuple(args.shape), pixel_size_um=args.pixel_size,
+                                  seed=args.seed, damaged_fraction=args.damage, chunks=args.chunks, ngff=args.ngff,
+                                  progress=not args.quiet)
+    print(f"wrote {len(args.sections)} sections and {table}", file=sys.stderr)
     return 0
 
 
@@ -70,9 +137,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", help="checkpoints and log.tsv (default: OUT.run)")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint")
     p.add_argument("--name", help="model name in the card (default: the directory name)")
+    p.add_argument("--weights-dtype", default="float32", choices=["float32", "float16", "bfloat16"],
+                   help="dtype of the packaged weights (float16 halves the file)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
+
+    p = sub.add_parser("plan", help="validate a section's inputs and write its tile plan (rule plan)")
+    _section_args(p)
+    p.add_argument("--model", default="demo", help="package directory or 'demo'")
+    p.add_argument("--tiling", default="{}", help="JSON of the config's tiling block")
+    p.add_argument("--normalization", help="JSON {input_range: [lo, hi]} for images the model card does not cover")
+    p.add_argument("--out-dir", required=True, help="plan directory (tiles.tsv, plan.json)")
+    p.set_defaults(func=_plan)
+
+    p = sub.add_parser("repaint-batch", help="repaint one batch of a section's plan (rule repaint)")
+    _section_args(p)
+    p.add_argument("--plan-dir", required=True)
+    p.add_argument("--batch", type=int, required=True)
+    p.add_argument("--earlier", nargs="*", default=[], help="batch files of earlier waves this batch depends on")
+    p.add_argument("--model", default="demo")
+    p.add_argument("--repaint", default="{}", help="JSON of the config's repaint block")
+    p.add_argument("--out", required=True, help="batch result file (.npz)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_repaint_batch)
+
+    p = sub.add_parser("plan-index", help="summarise the plans of all sections (checkpoint plan_index)")
+    p.add_argument("summaries", nargs="*", help="plan.json files")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_plan_index)
+
+    p = sub.add_parser("synth", help="write synthetic cortex sections with artifacts and ground truth as OME-Zarr")
+    p.add_argument("--out", required=True, help="output folder (sections, truth/, sections.tsv)")
+    p.add_argument("--sections", nargs="+", default=["synth_0"], help="section ids")
+    p.add_argument("--shape", nargs=2, type=int, default=[2048, 2048], metavar=("H", "W"), help="px")
+    p.add_argument("--pixel-size", type=float, default=1.0, help="µm per px")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--damage", type=float, default=0.05, help="damaged fraction of the tissue")
+    p.add_argument("--chunks", type=int, default=512)
+    p.add_argument("--ngff", default="0.5", choices=["0.4", "0.5"])
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_synth)
     return parser
+
+
+def _section_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sections", required=True, help="sections table (TSV)")
+    p.add_argument("--section", required=True, help="section id")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -190,13 +190,17 @@ def load(path: str | os.PathLike[str], device: torch.device | str = "cpu", verif
 
 def save(path: str | os.PathLike[str], network: UNet, *, name: str, diffusion: DiffusionConfig, pixel_size_um: float,
          training: dict[str, Any], normalization: Normalization = Normalization(), ema: bool = True,
-         description: str = "", created: str | None = None) -> dict[str, Any]:
-    """Write a package directory (weights first, then the card) and return the card."""
+         description: str = "", created: str | None = None, weights_dtype: str = "float32") -> dict[str, Any]:
+    """Write a package directory (weights first, then the card) and return the card.
+
+    ``weights_dtype`` ``float16`` halves the file (weights are cast back to float32 on loading).
+    """
     pkg = Path(path)
     pkg.mkdir(parents=True, exist_ok=True)
     weights = pkg / WEIGHTS_NAME
     tmp = weights.with_suffix(".tmp")
-    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in network.state_dict().items()}
+    dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[weights_dtype]
+    state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in network.state_dict().items()}
     save_file(state, str(tmp), metadata={"format": "cytopaint-ddpm"})
     os.replace(tmp, weights)
     cfg = network.config
@@ -211,7 +215,7 @@ def save(path: str | os.PathLike[str], network: UNet, *, name: str, diffusion: D
         "tile_size": cfg.image_size,
         "normalization": normalization.to_card(),
         "training": training,
-        "weights": {"file": WEIGHTS_NAME, "sha256": sha256_file(weights), "ema": ema},
+        "weights": {"file": WEIGHTS_NAME, "sha256": sha256_file(weights), "ema": ema, "dtype": weights_dtype},
     }
     if created:
         card["created"] = created

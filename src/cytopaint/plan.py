@@ -93,3 +93,16 @@ def plan_section(section: str, image_ref: str, mask_ref: str, z: int | None, mod
 def read_plan_dir(plan_dir: Path) -> tuple[Any, dict[str, Any]]:
     """The plan table and its settings (``plan.json``)."""
     return tiling.read_plan(plan_dir / "tiles.tsv"), json.loads((plan_dir / "plan.json").read_text())
+
+
+def write_index(summary_paths: list[Path], out: Path) -> None:
+    """The stack's planning index (one row per section: tiles, waves, batches, tiles short of context)."""
+    rows = []
+    for path in summary_paths:
+        s = json.loads(Path(path).read_text())
+        rows.append(f"{s['section']}\t{s['scheduled_tiles']}\t{s['waves']}\t{len(s['batches'])}\t"
+                    f"{len(s['insufficient_context']['tiles'])}\n")
+    tmp = out.with_name(out.name + ".tmp")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp.write_text("section\ttiles\twaves\tbatches\tinsufficient_context_tiles\n" + "".join(rows))
+    tmp.replace(out)

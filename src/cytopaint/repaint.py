@@ -65,15 +65,24 @@ def normalization_for(dtype: np.dtype, card_norm: Normalization, override: dict[
 
 
 def batch_dependencies(plan: pd.DataFrame) -> dict[int, list[int]]:
-    """For each batch, the batches of earlier waves whose tiles own pixels inside its tiles' windows."""
+    """For each batch, the batches of earlier waves whose tiles own pixels inside its tiles' windows.
+
+    Cores form a grid, so only tiles within ceil(T / C) + 1 grid steps can own pixels in a window.
+    """
     sched = plan[plan["wave"] >= 0]
+    if sched.empty:
+        return {}
+    by_cell = {(int(r.row), int(r.col)): r for r in sched.itertuples()}
+    reach = int(math.ceil(sched["height"].max() / sched["core_height"].max())) + 1
     deps: dict[int, set[int]] = {int(b): set() for b in sched["batch"].unique()}
-    for _, t in sched.iterrows():
-        y0, x0, h, w = int(t.y0), int(t.x0), int(t.height), int(t.width)
-        near = sched[(sched["wave"] < t.wave)
-                     & (sched["core_y0"] < y0 + h) & (sched["core_y0"] + sched["core_height"] > y0)
-                     & (sched["core_x0"] < x0 + w) & (sched["core_x0"] + sched["core_width"] > x0)]
-        deps[int(t.batch)].update(int(b) for b in near["batch"])
+    for t in sched.itertuples():
+        for dr in range(-reach, reach + 1):
+            for dc in range(-reach, reach + 1):
+                o = by_cell.get((t.row + dr, t.col + dc))
+                if (o is not None and o.wave < t.wave and o.core_y0 < t.y0 + t.height
+                        and o.core_y0 + o.core_height > t.y0 and o.core_x0 < t.x0 + t.width
+                        and o.core_x0 + o.core_width > t.x0):
+                    deps[int(t.batch)].add(int(o.batch))
     return {b: sorted(d) for b, d in sorted(deps.items())}
 
 

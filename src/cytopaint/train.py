@@ -318,7 +318,8 @@ def architecture(name_or_path: str) -> UNetConfig:
 
 def train_package(sections_tsv: str, out: Path, *, pixel_size_um: float, arch: UNetConfig, settings: TrainSettings,
                   diffusion: DiffusionConfig = DiffusionConfig(), run_dir: Path | None = None, resume: bool = False,
-                  name: str | None = None, command: str = "", progress: bool = True) -> dict[str, Any] | None:
+                  name: str | None = None, command: str = "", progress: bool = True,
+                  weights_dtype: str = "float32") -> dict[str, Any] | None:
     """Train on the sections of a table and write a packaged model (rank 0); returns its card."""
     d = init_distributed()
     try:
@@ -342,7 +343,8 @@ def train_package(sections_tsv: str, out: Path, *, pixel_size_um: float, arch: U
             "final_loss_mean_last_50": float(np.mean([h["loss"] for h in history[-50:]])) if history else None,
         }
         return modelpkg.save(out, ema.shadow, name=name or out.name, diffusion=diffusion, pixel_size_um=pixel_size_um,
-                             training=training, description=f"DDPM trained by cytopaint train on {len(table)} sections")
+                             training=training, description=f"DDPM trained by cytopaint train on {len(table)} sections",
+                             weights_dtype=weights_dtype)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -1,0 +1,21 @@
+# cytopaint: repair artifacts in stacks of cell-body stained sections with a DDPM and RePaint.
+# `snakemake --cores all` repairs the demo stack (config/config.yaml); see README.md.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/demo.smk"
+include: "workflow/rules/plan.smk"
+include: "workflow/rules/repaint.smk"
+include: "workflow/rules/blend.smk"
+
+
+rule all:
+    input:
+        expand(f"{RESULTS}/sections/{{section}}/blend.json", section=SECTIONS),
+    default_target: True

@@ -1,0 +1,73 @@
+# Shared set-up: config and sections validation, paths, and plan look-ups after the planning pass.
+import json
+import shutil
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+from snakemake.utils import validate
+
+from cytopaint import modelpkg
+from cytopaint.repaint import batch_dependencies
+from cytopaint.sections import read_sections
+from cytopaint.tiling import read_plan
+
+validate(config, "../schemas/config.schema.yaml")
+
+RESULTS = config["results"]
+SECTIONS_TSV = config["sections"]
+DEMO = config["demo"]["enabled"]
+# The package's CLI, also when snakemake runs from a virtual environment that is not activated.
+CYTOPAINT = "cytopaint" if shutil.which("cytopaint") else f"{sys.executable} -m cytopaint.cli"
+MODEL_CARD = str(modelpkg.resolve(config["model"]) / modelpkg.CARD_NAME)
+
+
+def _sections() -> list[str]:
+    """Section ids: the demo's (its table is made by a rule), or the validated sections table's."""
+    if DEMO:
+        return list(config["demo"]["sections"])
+    table = read_sections(SECTIONS_TSV, base=Path(SECTIONS_TSV).resolve().parent)
+    validate(table.drop(columns=[]), "../schemas/sections.schema.yaml")
+    for row in table.itertuples():
+        for ref in (row.image, row.mask):
+            store = ref.partition("#")[0]
+            if "://" not in store and not Path(store).exists():
+                raise ValueError(f"section {row.section}: store {store} does not exist (sections table {SECTIONS_TSV})")
+    return table.index.tolist()
+
+
+SECTIONS = _sections()
+modelpkg.read_card(config["model"])  # a bad model card fails here, before any job
+
+
+def section_dir(section: str) -> str:
+    return f"{RESULTS}/sections/{section}"
+
+
+@lru_cache(maxsize=None)
+def _plan(section: str):
+    return read_plan(f"{section_dir(section)}/plan/tiles.tsv")
+
+
+def _batches(section: str) -> list[int]:
+    checkpoints.plan_index.get()
+    plan = _plan(section)
+    return sorted(int(b) for b in plan.loc[plan["batch"] >= 0, "batch"].unique())
+
+
+def batch_file(section: str, batch: int) -> str:
+    return f"{section_dir(section)}/batches/batch_{batch}.npz"
+
+
+def all_batch_files(wildcards) -> list[str]:
+    return [batch_file(wildcards.section, b) for b in _batches(wildcards.section)]
+
+
+def earlier_batch_files(wildcards) -> list[str]:
+    checkpoints.plan_index.get()
+    deps = batch_dependencies(_plan(wildcards.section))
+    return [batch_file(wildcards.section, b) for b in deps.get(int(wildcards.batch), [])]
+
+
+def as_json(block: dict) -> str:
+    return json.dumps(block, separators=(",", ":"))
