@@ -1,0 +1,1 @@
+"""Quality control: cell detection and statistics (see `cytopaint.qc.cells`)."""
