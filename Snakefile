@@ -1,11 +1,13 @@
 # cytopaint: repair artifacts in stacks of cell-body stained sections with a DDPM and RePaint.
 # `snakemake --cores all` repairs the demo stack (config/config.yaml); see README.md.
+from pathlib import Path
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+configfile: Path(workflow.basedir) / "config" / "config.yaml"
 
 
 include: "workflow/rules/common.smk"

@@ -1,4 +1,4 @@
-"""The SLURM side of the workflow: profiles/slurm and workflow/profiles/default, run for real.
+"""The SLURM side of the workflow: profiles/slurm and profiles/default, run for real.
 
 The `slurm` tests submit a tiny workflow (tests/data/slurm_smoke: plan -> repaint x2 -> blend,
 named like the real rules) through snakemake-executor-plugin-slurm to a throw-away single-node
@@ -26,11 +26,11 @@ from slurm_cluster import slurm_cluster  # noqa: F401  (pytest fixture)
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "tests" / "data" / "slurm_smoke" / "Snakefile"
 SLURM_PROFILE = REPO / "profiles" / "slurm"
-WORKFLOW_PROFILE = REPO / "workflow" / "profiles" / "default"
+WORKFLOW_PROFILE = REPO / "profiles" / "default"
 BIN = Path(sys.executable).parent
 SNAKEMAKE = str(BIN / "snakemake")
 
-# What workflow/profiles/default asks for, as the smoke jobs should get it.
+# What profiles/default asks for, as the smoke jobs should get it.
 EXPECTED = {  # rule: (threads, mem_mb, runtime, gpu)
     "plan": (1, 2000, 10, 0),
     "repaint": (4, 16000, 60, 1),
