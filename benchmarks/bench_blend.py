@@ -31,6 +31,7 @@ from cytopaint.batchio import TileResult, write_batch
 from cytopaint.blend import blend_section
 
 CHUNK, LEVELS, TILE, CORE, PER_FILE = 512, 5, 1024, 512, 16
+Job = Callable[[Path, Path, list[Path]], None]  # (input store, output path, batch files)
 
 
 def synthetic_image(size: int, rng: np.random.Generator) -> np.ndarray:
@@ -50,8 +51,8 @@ def damage_mask(size: int, fraction: float, blob_px: float, rng: np.random.Gener
     return np.repeat(np.repeat(blobs, 16, axis=0), 16, axis=1)
 
 
-def fabricate(workdir: Path, size: int, fraction: float, blob_px: float, seed: int) -> tuple[Path, list[Path], int]:
-    """The section store and the batch files; returns them and the number of tiles."""
+def fabricate(workdir: Path, size: int, fraction: float, blob_px: float, seed: int) -> tuple[Path, list[Path]]:
+    """Write the section store and the batch files; return their paths."""
     rng = np.random.default_rng(seed)
     image = synthetic_image(size, rng)
     store = workdir / "section.ome.zarr"
@@ -78,7 +79,7 @@ def fabricate(workdir: Path, size: int, fraction: float, blob_px: float, seed: i
         write_batch(files[-1], [tiles[i] for i in order[k : k + PER_FILE]], {})
     print(f"section {size}x{size}, {len(tiles)} tiles in {len(files)} batch files, "
           f"damage {mask.mean():.3f}, store {du(store) / 2**20:.0f} MiB")
-    return store, files, len(tiles)
+    return store, files
 
 
 def du(path: Path) -> int:
@@ -120,14 +121,13 @@ def peak_rss_mib() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
-def _child(job: Callable[[Path, Path, list[Path]], None], src: Path, dst: Path, files: list[Path],
-           queue: mp.Queue) -> None:
+def _child(job: Job, src: Path, dst: Path, files: list[Path], queue: mp.Queue) -> None:
     t0 = time.perf_counter()
     job(src, dst, files)
     queue.put((time.perf_counter() - t0, peak_rss_mib()))
 
 
-def measure(job: Callable[[Path, Path, list[Path]], None], src: Path, dst: Path, files: list[Path]) -> tuple[float, float]:
+def measure(job: Job, src: Path, dst: Path, files: list[Path]) -> tuple[float, float]:
     """Wall time and peak RSS (MiB) of ``job`` run in a fresh interpreter."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
@@ -152,7 +152,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         work = Path(tmp)
-        src, files, _ = fabricate(work, args.size, args.damage, args.blob_px, args.seed)
+        src, files = fabricate(work, args.size, args.damage, args.blob_px, args.seed)
         mb = args.size * args.size / 1e6
         print(f"{'method':<28}{'MB/s':>8}{'s':>8}{'peak RSS MiB':>14}")
         jobs = [("shutil.copytree", copy_tree), ("zarr array copy, all levels", copy_arrays),

@@ -490,10 +490,9 @@ class _Blender:
         copied_encoded = [self.copier.raw]
         rebuilt: dict[str, dict[str, Any]] = {}
         dirty = self.dirty
-        by, bx = self.block
         for lv in range(1, self.info.n_levels):
             dirty = _block_any(dirty, (2, 2))  # the blocks of level lv with a dirty child
-            runs = list(_runs(dirty, max(self.step[1] // bx, 1)))
+            runs = list(_runs(dirty, self.step[1] // self.block[1]))  # a window wide at most
             jobs = [pool.submit(_reduce, self.label_levels[lv - 1], self.label_levels[lv], run, self.block,
                                 volume.downsample_max) for run in runs]
             if reuse:
@@ -505,14 +504,20 @@ class _Blender:
                                      volume.downsample_mean) for run in runs]
             for job in jobs:
                 job.result()
-            ly, lx = self.dst_levels[lv].shape
             done = dirty if reuse else np.ones_like(dirty)
-            rows, cols = np.flatnonzero(done.any(axis=1)), np.flatnonzero(done.any(axis=0))
-            box = [0, 0, 0, 0] if rows.size == 0 else [
-                int(rows[0]) * by, int(cols[0]) * bx,
-                min(int(rows[-1] + 1) * by, ly) - int(rows[0]) * by, min(int(cols[-1] + 1) * bx, lx) - int(cols[0]) * bx]
-            rebuilt[str(lv)] = {"blocks": int(done.sum()), "region": box}
+            rebuilt[str(lv)] = {"blocks": int(done.sum()),
+                                "region": _grid_region(done, self.block, self.dst_levels[lv].shape)}
         return copied_encoded, rebuilt
+
+
+def _grid_region(blocks: np.ndarray, block: tuple[int, int], shape: tuple[int, ...]) -> list[int]:
+    """(y0, x0, h, w) in pixels of the bounding box of the True blocks (zeros if none)."""
+    rows, cols = np.flatnonzero(blocks.any(axis=1)), np.flatnonzero(blocks.any(axis=0))
+    if rows.size == 0:
+        return [0, 0, 0, 0]
+    y0, x0 = int(rows[0]) * block[0], int(cols[0]) * block[1]
+    y1, x1 = min(int(rows[-1] + 1) * block[0], shape[0]), min(int(cols[-1] + 1) * block[1], shape[1])
+    return [y0, x0, y1 - y0, x1 - x0]
 
 
 def _runs(dirty: np.ndarray, max_len: int) -> Iterator[tuple[int, int, int]]:
