@@ -108,6 +108,26 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _blend(args: argparse.Namespace) -> int:
+    import shutil
+    from pathlib import Path
+
+    from .blend import blend_section
+
+    image, _, z = _section_row(args.sections, args.section)
+    out = Path(args.out)
+    if out.exists():
+        if not args.replace:
+            raise FileExistsError(f"{out} exists; pass --replace to rewrite it (the workflow does)")
+        shutil.rmtree(out)
+    receipt = blend_section(image, z, [Path(p) for p in args.batches], out, progress=not args.quiet)
+    receipt["section"] = args.section
+    Path(args.receipt).write_text(json.dumps(receipt, indent=2) + "\n")
+    print(f"section {args.section}: {receipt['pixels_repaired']} px repaired in {receipt['n_tiles']} tiles -> {out}",
+          file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cytopaint", description="Repair artifacts in cell-body stained brain sections with a DDPM and RePaint.")
@@ -161,6 +181,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_repaint_batch)
 
+    p = sub.add_parser("blend", help="write a section's repaired.ome.zarr from its batch results (rule blend)")
+    _section_args(p)
+    p.add_argument("--batches", nargs="*", default=[], help="batch result files (.npz)")
+    p.add_argument("--out", required=True, help="repaired.ome.zarr to write")
+    p.add_argument("--receipt", required=True, help="JSON receipt to write")
+    p.add_argument("--replace", action="store_true", help="replace an existing output store")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_blend)
+
     p = sub.add_parser("plan-index", help="summarise the plans of all sections (checkpoint plan_index)")
     p.add_argument("summaries", nargs="*", help="plan.json files")
     p.add_argument("--out", required=True)
@@ -189,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
         print(f"cytopaint {args.command}: error: {e}", file=sys.stderr)
         return 2
 

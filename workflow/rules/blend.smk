@@ -15,4 +15,4 @@ rule blend:
         store=lambda wildcards: f"{section_dir(wildcards.section)}/repaired.ome.zarr",
     shell:
         "{CYTOPAINT} blend --sections {input.sections} --section {wildcards.section}"
-        " --batches {input.batches} --out {params.store} --receipt {output} 2> {log}"
+        " --batches {input.batches} --out {params.store} --receipt {output} --replace 2> {log}"
