@@ -17,6 +17,11 @@ include: "workflow/rules/repaint.smk"
 include: "workflow/rules/blend.smk"
 
 
+localrules:
+    all,
+    plan_index,
+
+
 rule all:
     input:
         expand(f"{RESULTS}/sections/{{section}}/blend.json", section=SECTIONS),

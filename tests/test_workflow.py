@@ -33,22 +33,22 @@ def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     return out
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory) -> Path:
-    """Three 96x96 px sections (1 µm), a tiny model, a config, and one finished run."""
+HOLES = {"s0": [(20, 30, 12, 20)], "s1": [(60, 10, 6, 30), (5, 70, 10, 10)], "s2": [(40, 40, 30, 30)]}
+
+
+def write_stack(work: Path, sections=SECTIONS) -> None:
+    """96x96 px sections (1 µm) with rectangular holes, their table, a tiny model and a fast config."""
     import torch
 
-    from cytopaint.diffusion.unet import UNet
     from conftest import TINY
+    from cytopaint.diffusion.unet import UNet
 
-    work = tmp_path_factory.mktemp("wf")
     data = work / "data"
-    data.mkdir()
-    holes = {"s0": [(20, 30, 12, 20)], "s1": [(60, 10, 6, 30), (5, 70, 10, 10)], "s2": [(40, 40, 30, 30)]}
-    for s in SECTIONS:
-        make_section(data / f"{s}.ome.zarr", (96, 96), seed=len(s) + int(s[1]), holes=holes[s])
+    data.mkdir(parents=True)
+    for s in sections:
+        make_section(data / f"{s}.ome.zarr", (96, 96), seed=len(s) + int(s[1]), holes=HOLES[s])
     write_sections_table(data / "sections.tsv", [(s, f"{s}.ome.zarr", f"{s}.ome.zarr#labels/artifacts")
-                                                 for s in SECTIONS])
+                                                 for s in sections])
     torch.manual_seed(0)
     net = UNet(TINY)
     with torch.no_grad():
@@ -61,9 +61,16 @@ def stack(tmp_path_factory) -> Path:
               "tiling": {"margin_um": 2, "min_known": 0.2, "max_batch": 2},
               "repaint": {"jump_length": 2, "jump_n_sample": 2, "steps": 4}}
     (work / "config.yaml").write_text(yaml.safe_dump(config))
-    inputs_before = tree_digest(data)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory) -> Path:
+    """Three sections and one finished local run."""
+    work = tmp_path_factory.mktemp("wf")
+    write_stack(work)
+    inputs_before = tree_digest(work / "data")
     snakemake(work)
-    assert tree_digest(data) == inputs_before  # the input stores are never written
+    assert tree_digest(work / "data") == inputs_before  # the input stores are never written
     return work
 
 
