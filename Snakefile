@@ -15,6 +15,7 @@ include: "workflow/rules/demo.smk"
 include: "workflow/rules/plan.smk"
 include: "workflow/rules/repaint.smk"
 include: "workflow/rules/blend.smk"
+include: "workflow/rules/train.smk"
 
 
 localrules:
