@@ -19,8 +19,7 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	touch $@
 
 demo: setup
-	@if [ -f Snakefile ]; then $(BIN)/snakemake --cores $(CORES); \
-	else echo "cytopaint demo: the workflow is not yet available (issue #4); 'make test' runs the tests"; fi
+	$(BIN)/snakemake --cores $(CORES)
 
 test: setup
 	$(BIN)/pytest -n auto

@@ -203,6 +203,7 @@ def save(path: str | os.PathLike[str], network: UNet, *, name: str, diffusion: D
     state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in network.state_dict().items()}
     save_file(state, str(tmp), metadata={"format": "cytopaint-ddpm"})
     os.replace(tmp, weights)
+    weights.chmod(0o644)
     cfg = network.config
     card: dict[str, Any] = {
         "format": "cytopaint-ddpm",

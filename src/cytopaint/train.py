@@ -234,12 +234,12 @@ LOG_COLUMNS = ("step", "loss", "mse", "vb", "grad_norm", "lr", "images_per_s")
 
 def run_training(sampler: PatchSampler, network: nn.Module, diffusion: GaussianDiffusion, settings: TrainSettings,
                  run_dir: Path, resume: bool = False, dist_info: Dist | None = None,
-                 progress: bool = True) -> tuple[EMA, list[dict[str, float]]]:
+                 progress: bool = True, command: str = "") -> tuple[EMA, list[dict[str, float]]]:
     """Train ``network`` with the hybrid loss; checkpoints and ``log.tsv`` go to ``run_dir`` (rank 0).
 
     Each rank draws its own patches and noise (seeded by seed and rank); DDP averages gradients.
     Resuming restores weights, EMA, optimizer and random states, so the loss curve continues
-    exactly where an uninterrupted run would be.
+    exactly where an uninterrupted run would be. Checkpoints keep the ``command`` of every session.
     """
     d = dist_info or Dist()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -252,9 +252,11 @@ def run_training(sampler: PatchSampler, network: nn.Module, diffusion: GaussianD
     precision = resolve_precision(settings.precision, d.device)
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" and d.device.type == "cuda" else None
     start = 0
+    commands = [command]
     log_path = run_dir / "log.tsv"
     if resume and (run_dir / "checkpoint").exists():
         start, meta = load_checkpoint(run_dir, model, ema, optimizer, generator)
+        commands = meta.get("commands", []) + [command]
         rng.bit_generator.state = meta["numpy_rng"] if d.world == 1 else meta[f"numpy_rng.{d.rank}"]
         if d.world > 1:
             generator.set_state(torch.tensor(meta[f"torch_rng.{d.rank}"], dtype=torch.uint8))
@@ -282,15 +284,15 @@ def run_training(sampler: PatchSampler, network: nn.Module, diffusion: GaussianD
                 with open(log_path, "a") as f:
                     f.write("\t".join(f"{row.get(c, float('nan')):.6g}" for c in LOG_COLUMNS) + "\n")
         if step % settings.checkpoint_every == 0 or step == settings.steps:
-            _checkpoint_all_ranks(run_dir, step, model, ema, optimizer, generator, rng, d)
+            _checkpoint_all_ranks(run_dir, step, model, ema, optimizer, generator, rng, d, commands)
     bar.close()
     return ema, history
 
 
 def _checkpoint_all_ranks(run_dir: Path, step: int, model: nn.Module, ema: EMA, optimizer: torch.optim.Optimizer,
-                          generator: torch.Generator, rng: np.random.Generator, d: Dist) -> None:
+                          generator: torch.Generator, rng: np.random.Generator, d: Dist, commands: list[str]) -> None:
     """Rank 0 writes the checkpoint, with every rank's random states gathered into it."""
-    extra: dict[str, Any] = {"world_size": d.world}
+    extra: dict[str, Any] = {"world_size": d.world, "commands": commands}
     if d.world > 1:
         states = [None] * d.world
         dist.all_gather_object(states, {"numpy": rng.bit_generator.state, "torch": generator.get_state().tolist()})
@@ -331,16 +333,19 @@ def train_package(sections_tsv: str, out: Path, *, pixel_size_um: float, arch: U
         network = UNet(arch)
         run_dir = run_dir or out.with_name(out.name + ".run")
         start = time.perf_counter()
-        ema, history = run_training(sampler, network, diffusion.build(), settings, run_dir, resume, d, progress)
+        ema, _ = run_training(sampler, network, diffusion.build(), settings, run_dir, resume, d, progress, command)
         if not d.main:
             return None
+        commands = json.loads((run_dir / "checkpoint" / "state.json").read_text())["commands"]
+        log = np.loadtxt(run_dir / "log.tsv", skiprows=1, ndmin=2)
         training = {
-            "command": command, "data": [str(p) for p in table["image"]], "seed": settings.seed,
+            "command": commands[0], "resumed_by": commands[1:], "data": [str(p) for p in table["image"]],
+            "seed": settings.seed,
             "code_version": code_version_string(), "steps": settings.steps, "batch_size": settings.batch_size,
             "world_size": d.world, "lr": settings.lr, "ema_decay": settings.ema_decay,
             "precision": resolve_precision(settings.precision, d.device), "device": str(d.device),
             "patch_origins": sampler.n_origins, "wall_seconds_last_session": round(time.perf_counter() - start, 1),
-            "final_loss_mean_last_50": float(np.mean([h["loss"] for h in history[-50:]])) if history else None,
+            "final_loss_logged": float(np.mean(log[-5:, 1])) if len(log) else None,
         }
         return modelpkg.save(out, ema.shadow, name=name or out.name, diffusion=diffusion, pixel_size_um=pixel_size_um,
                              training=training, description=f"DDPM trained by cytopaint train on {len(table)} sections",
