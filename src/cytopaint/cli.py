@@ -58,10 +58,12 @@ def _plan(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .plan import TilingConfig, plan_section
+    from .review import read_review
 
     image, mask, z = _section_row(args.sections, args.section)
     summary = plan_section(args.section, image, mask, z, args.model, TilingConfig(**json.loads(args.tiling)),
-                           json.loads(args.normalization) if args.normalization else None, Path(args.out_dir))
+                           json.loads(args.normalization) if args.normalization else None, Path(args.out_dir),
+                           review=read_review(args.review) if args.review else None)
     short = summary["insufficient_context"]["tiles"]
     print(f"section {args.section}: {summary['scheduled_tiles']} tiles in {summary['waves']} waves, "
           f"{len(summary['batches'])} batches", file=sys.stderr)
@@ -128,6 +130,48 @@ def _blend(args: argparse.Namespace) -> int:
     return 0
 
 
+def _qc(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .qc.metrics import QCSettings
+    from .qc.report import qc_section
+
+    image, mask, z = _section_row(args.sections, args.section)
+    summary = qc_section(args.section, image, mask, z, Path(args.plan_dir), Path(args.receipt), Path(args.out_dir),
+                         QCSettings.from_config(json.loads(args.qc)), progress=not args.quiet)
+    print(f"section {args.section}: {summary['tiles_repaired']} tiles, {summary['flagged_tiles']} flagged "
+          f"-> {Path(args.out_dir) / 'report.html'}", file=sys.stderr)
+    return 0
+
+
+def _manifest(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .provenance import build_manifest, write_manifest
+
+    image, mask, z = _section_row(args.sections, args.section)
+    config = json.load(sys.stdin) if args.config == "-" else json.loads(Path(args.config).read_text())
+    manifest = build_manifest(args.section, sections_table=Path(args.sections), image_ref=image, mask_ref=mask, z=z,
+                              plan_dir=Path(args.plan_dir), batch_files=[Path(p) for p in args.batches],
+                              receipt_path=Path(args.receipt), qc_summary_path=Path(args.qc), config=config,
+                              progress=not args.quiet)
+    write_manifest(manifest, Path(args.out))
+    print(f"section {args.section}: manifest {args.out} (config {manifest['config']['sha256'][:12]}…, output "
+          f"{manifest['output']['sha256_level0'][:12]}…)", file=sys.stderr)
+    return 0
+
+
+def _summary(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .qc.summary import write_stack_summary
+
+    done = write_stack_summary(args.summaries, Path(args.out_dir), progress=not args.quiet)
+    print(f"{done['sections']} sections, {done['flagged_sections']} with flagged tiles -> "
+          f"{Path(args.out_dir) / 'index.html'}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cytopaint", description="Repair artifacts in cell-body stained brain sections with a DDPM and RePaint.")
@@ -168,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tiling", default="{}", help="JSON of the config's tiling block")
     p.add_argument("--normalization", help="JSON {input_range: [lo, hi]} for images the model card does not cover")
     p.add_argument("--out-dir", required=True, help="plan directory (tiles.tsv, plan.json)")
+    p.add_argument("--review", help="review table (TSV: section, tile, decision, note): rejected tiles get new seeds")
     p.set_defaults(func=_plan)
 
     p = sub.add_parser("repaint-batch", help="repaint one batch of a section's plan (rule repaint)")
@@ -206,6 +251,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ngff", default="0.5", choices=["0.4", "0.5"])
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_synth)
+
+    p = sub.add_parser("qc", help="measure a repaired section's tiles; write metrics.tsv and report.html (rule qc)")
+    _section_args(p)
+    p.add_argument("--plan-dir", required=True)
+    p.add_argument("--receipt", required=True, help="blend receipt (blend.json)")
+    p.add_argument("--qc", default="{}", help="JSON of the config's qc block (thresholds, ring)")
+    p.add_argument("--out-dir", required=True, help="folder for metrics.tsv, summary.json, report.html")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_qc)
+
+    p = sub.add_parser("manifest", help="write a section's provenance manifest.json (rule manifest)")
+    _section_args(p)
+    p.add_argument("--plan-dir", required=True)
+    p.add_argument("--batches", nargs="*", default=[], help="batch result files (.npz)")
+    p.add_argument("--receipt", required=True, help="blend receipt (blend.json)")
+    p.add_argument("--qc", required=True, help="the section's qc/summary.json")
+    p.add_argument("--config", required=True, help="JSON file of the effective workflow config ('-': stdin)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_manifest)
+
+    p = sub.add_parser("summary", help="stack summary: results/qc/index.html and summary.tsv (rule qc_summary)")
+    p.add_argument("summaries", nargs="*", help="the sections' qc/summary.json, in stack order")
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_summary)
     return parser
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from . import masks, modelpkg, tiling, volume
 from .repaint import normalization_for
+from .review import ReviewTable, apply_review
 from .sections import check_section_id
 
 
@@ -51,8 +52,12 @@ def mask_level_for(mask_ref: str, image_info: volume.ImageInfo, z: int | None, c
 
 
 def plan_section(section: str, image_ref: str, mask_ref: str, z: int | None, model_ref: str,
-                 config: TilingConfig, normalization: dict[str, Any] | None, out_dir: Path) -> dict[str, Any]:
-    """Validate a section's inputs against the model and write ``tiles.tsv`` and ``plan.json`` to ``out_dir``."""
+                 config: TilingConfig, normalization: dict[str, Any] | None, out_dir: Path,
+                 review: ReviewTable | None = None) -> dict[str, Any]:
+    """Validate a section's inputs against the model and write ``tiles.tsv`` and ``plan.json`` to ``out_dir``.
+
+    Tiles rejected in the ``review`` table get the seed of their review round (`review.apply_review`).
+    """
     check_section_id(section)
     _check_store(image_ref, f"section {section}: image")
     _check_store(mask_ref, f"section {section}: mask")
@@ -72,6 +77,7 @@ def plan_section(section: str, image_ref: str, mask_ref: str, z: int | None, mod
     plan = tiling.plan_tiles(mask, factor=factor, shape=info.plane_shape, tile_size=tile, section=section,
                              seed=config.seed, core_size=core, margin_px=margin_px, min_known=config.min_known,
                              min_known_floor=config.min_known_floor, max_batch=config.max_batch)
+    plan, review_record = apply_review(plan, review, section, config.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     tiling.write_plan(plan, out_dir / "tiles.tsv")
     short = plan[plan["status"] == tiling.STATUS_INSUFFICIENT]
@@ -85,6 +91,7 @@ def plan_section(section: str, image_ref: str, mask_ref: str, z: int | None, mod
         "batches": sorted(int(b) for b in np.unique(plan.loc[plan["batch"] >= 0, "batch"])),
         "insufficient_context": {"tiles": short["tile"].tolist(),
                                  "pixels_upper_bound": int(short["n_owned"].sum())},
+        "review": review_record,
     }
     (out_dir / "plan.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

@@ -1,10 +1,31 @@
 # Planning: validate each section's inputs and write its tile plan (CPU, before any GPU job).
+from cytopaint import review as review_table
+
+# Review table (config `review`): rejected tiles are replanned with new seeds. A section is
+# replanned when its own decisions change (params.review), not when the table's mtime does.
+REVIEW_TSV = config.get("review")
+REVIEW = review_table.read_review(REVIEW_TSV) if REVIEW_TSV else None
+if REVIEW is not None:
+    review_table.check_sections(REVIEW, SECTIONS)
+
+
+@lru_cache(maxsize=None)
+def _batch_fingerprints(section: str) -> dict[int, str]:
+    settings = json.loads(Path(f"{section_dir(section)}/plan/plan.json").read_text())
+    return review_table.batch_fingerprints(_plan(section), settings)
+
+
+def batch_fingerprint(wildcards) -> str:
+    """What a batch's pixels depend on in the plan: a re-seeded tile repaints its batch, not its section."""
+    checkpoints.plan_index.get()
+    return _batch_fingerprints(wildcards.section)[int(wildcards.batch)]
 
 
 rule plan:
     input:
         sections=SECTIONS_TSV,
         model=MODEL_CARD,
+        review=[ancient(REVIEW_TSV)] if REVIEW_TSV else [],
     output:
         tiles=f"{RESULTS}/sections/{{section}}/plan/tiles.tsv",
         summary=f"{RESULTS}/sections/{{section}}/plan/plan.json",
@@ -18,9 +39,11 @@ rule plan:
             if config["repaint"]["normalization"]
             else ""
         ),
+        review=lambda wildcards: review_table.section_params(REVIEW, wildcards.section),
+        review_arg=f"--review {REVIEW_TSV}" if REVIEW_TSV else "",
     shell:
         "{CYTOPAINT} plan --sections {input.sections} --section {wildcards.section} --model {config[model]}"
-        " --tiling '{params.tiling}' {params.normalization} --out-dir {params.out} 2> {log}"
+        " --tiling '{params.tiling}' {params.normalization} {params.review_arg} --out-dir {params.out} 2> {log}"
 
 
 # One planning pass over all sections fixes the batches of every section: a single checkpoint

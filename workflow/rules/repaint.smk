@@ -4,8 +4,9 @@
 rule repaint:
     input:
         sections=SECTIONS_TSV,
-        plan=f"{RESULTS}/sections/{{section}}/plan/tiles.tsv",
-        summary=f"{RESULTS}/sections/{{section}}/plan/plan.json",
+        # a replanned section reruns only the batches whose fingerprint (params.tiles) changed
+        plan=ancient(f"{RESULTS}/sections/{{section}}/plan/tiles.tsv"),
+        summary=ancient(f"{RESULTS}/sections/{{section}}/plan/plan.json"),
         model=MODEL_CARD,
         earlier=earlier_batch_files,
     output:
@@ -17,6 +18,7 @@ rule repaint:
     params:
         plan_dir=lambda wildcards, input: str(Path(input.plan).parent),
         repaint=as_json(config["repaint"]),
+        tiles=batch_fingerprint,
     shell:
         "{CYTOPAINT} repaint-batch --sections {input.sections} --section {wildcards.section}"
         " --plan-dir {params.plan_dir} --batch {wildcards.batch} --earlier {input.earlier}"
