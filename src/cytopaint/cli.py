@@ -94,7 +94,7 @@ def _plan_index(args: argparse.Namespace) -> int:
 
     from .plan import write_index
 
-    write_index([Path(p) for p in args.summaries], Path(args.out))
+    write_index([Path(p) for p in args.summaries], Path(args.out), Path(args.out_json))
     return 0
 
 
@@ -237,7 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plan-index", help="summarise the plans of all sections (checkpoint plan_index)")
     p.add_argument("summaries", nargs="*", help="plan.json files")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="index TSV (a row per section)")
+    p.add_argument("--out-json", required=True, help="batches, dependencies and fingerprints of every section")
     p.set_defaults(func=_plan_index)
 
     p = sub.add_parser("synth", help="write synthetic cortex sections with artifacts and ground truth as OME-Zarr")

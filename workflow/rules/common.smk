@@ -8,9 +8,7 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from cytopaint import modelpkg
-from cytopaint.repaint import batch_dependencies
 from cytopaint.sections import read_sections
-from cytopaint.tiling import read_plan
 
 validate(config, "../schemas/config.schema.yaml")
 
@@ -44,29 +42,28 @@ def section_dir(section: str) -> str:
     return f"{RESULTS}/sections/{section}"
 
 
-@lru_cache(maxsize=None)
-def _plan(section: str):
-    return read_plan(f"{section_dir(section)}/plan/tiles.tsv")
+def plan_index() -> dict:
+    """Batches of every section with their dependencies and fingerprints (the planning pass's index)."""
+    path = checkpoints.plan_index.get().output.json
+    return _read_index(path, Path(path).stat().st_mtime_ns)
 
 
-def _batches(section: str) -> list[int]:
-    checkpoints.plan_index.get()
-    plan = _plan(section)
-    return sorted(int(b) for b in plan.loc[plan["batch"] >= 0, "batch"].unique())
+@lru_cache(maxsize=2)
+def _read_index(path: str, mtime_ns: int) -> dict:
+    return json.loads(Path(path).read_text())
 
 
-def batch_file(section: str, batch: int) -> str:
+def batch_file(section: str, batch: int | str) -> str:
     return f"{section_dir(section)}/batches/batch_{batch}.npz"
 
 
 def all_batch_files(wildcards) -> list[str]:
-    return [batch_file(wildcards.section, b) for b in _batches(wildcards.section)]
+    return [batch_file(wildcards.section, b) for b in plan_index()[wildcards.section]]
 
 
 def earlier_batch_files(wildcards) -> list[str]:
-    checkpoints.plan_index.get()
-    deps = batch_dependencies(_plan(wildcards.section))
-    return [batch_file(wildcards.section, b) for b in deps.get(int(wildcards.batch), [])]
+    entry = plan_index()[wildcards.section][wildcards.batch]
+    return [batch_file(wildcards.section, b) for b in entry["after"]]
 
 
 def as_json(block: dict) -> str:

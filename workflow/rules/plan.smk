@@ -9,16 +9,9 @@ if REVIEW is not None:
     review_table.check_sections(REVIEW, SECTIONS)
 
 
-@lru_cache(maxsize=None)
-def _batch_fingerprints(section: str) -> dict[int, str]:
-    settings = json.loads(Path(f"{section_dir(section)}/plan/plan.json").read_text())
-    return review_table.batch_fingerprints(_plan(section), settings)
-
-
 def batch_fingerprint(wildcards) -> str:
     """What a batch's pixels depend on in the plan: a re-seeded tile repaints its batch, not its section."""
-    checkpoints.plan_index.get()
-    return _batch_fingerprints(wildcards.section)[int(wildcards.batch)]
+    return plan_index()[wildcards.section][wildcards.batch]["fingerprint"]
 
 
 rule plan:
@@ -52,8 +45,9 @@ checkpoint plan_index:
     input:
         expand(f"{RESULTS}/sections/{{section}}/plan/plan.json", section=SECTIONS),
     output:
-        f"{RESULTS}/plan/index.tsv",
+        tsv=f"{RESULTS}/plan/index.tsv",
+        json=f"{RESULTS}/plan/index.json",
     log:
         f"{RESULTS}/logs/plan_index.log",
     shell:
-        "{CYTOPAINT} plan-index {input} --out {output} 2> {log}"
+        "{CYTOPAINT} plan-index {input} --out {output.tsv} --out-json {output.json} 2> {log}"
