@@ -15,15 +15,19 @@ include: "workflow/rules/demo.smk"
 include: "workflow/rules/plan.smk"
 include: "workflow/rules/repaint.smk"
 include: "workflow/rules/blend.smk"
+include: "workflow/rules/qc.smk"
+include: "workflow/rules/provenance.smk"
 include: "workflow/rules/train.smk"
 
 
 localrules:
     all,
     plan_index,
+    qc_summary,
 
 
 rule all:
     input:
-        expand(f"{RESULTS}/sections/{{section}}/blend.json", section=SECTIONS),
+        expand(f"{RESULTS}/sections/{{section}}/manifest.json", section=SECTIONS),
+        f"{RESULTS}/qc/index.html",
     default_target: True

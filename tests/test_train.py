@@ -41,7 +41,7 @@ def test_bf16_autocast_step_runs_on_cpu(tiny_config) -> None:
 
 def test_ema_is_the_exponential_moving_average(tiny_config) -> None:
     net = UNet(tiny_config)
-    ema = EMA(net, decay=0.75)
+    ema = EMA(net, decay=0.75, warmup=False)
     before = [p.detach().clone() for p in ema.shadow.parameters()]
     with torch.no_grad():
         for p in net.parameters():
@@ -52,3 +52,16 @@ def test_ema_is_the_exponential_moving_average(tiny_config) -> None:
     assert not any(p.requires_grad for p in ema.shadow.parameters())
     with pytest.raises(ValueError):
         EMA(net, decay=1.0)
+
+
+def test_ema_warmup_forgets_the_initial_weights(tiny_config) -> None:
+    net = UNet(tiny_config)
+    ema = EMA(net, decay=0.999)
+    assert ema.current_decay() == pytest.approx(0.1)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.fill_(1.0)
+    for _ in range(1000):
+        ema.update(net)
+    # without warm-up 0.999^1000 = 37% of the initial weights would remain
+    assert all(torch.allclose(p, torch.ones_like(p), atol=0.02) for p in ema.shadow.parameters())

@@ -31,19 +31,28 @@ class EMA:
     """Exponential moving average of a model's parameters: theta_ema <- d theta_ema + (1 - d) theta.
 
     The shadow is a full copy of the module (in eval mode), so it can be sampled from or saved.
+    With ``warmup`` the decay of update n is min(d, (1 + n) / (10 + n)), so that short runs are not
+    dominated by the random initial weights (0.999^1000 still weighs them by 37%).
     """
 
-    def __init__(self, model: nn.Module, decay: float = 0.9999):
+    def __init__(self, model: nn.Module, decay: float = 0.9999, warmup: bool = True):
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
         self.decay = decay
+        self.warmup = warmup
+        self.updates = 0
         self.shadow = copy.deepcopy(model).eval().requires_grad_(False)
+
+    def current_decay(self) -> float:
+        return min(self.decay, (1 + self.updates) / (10 + self.updates)) if self.warmup else self.decay
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         src = model.module if hasattr(model, "module") else model  # unwrap DistributedDataParallel
+        decay = self.current_decay()
+        self.updates += 1
         for ema_p, p in zip(self.shadow.parameters(), src.parameters(), strict=True):
-            ema_p.lerp_(p.detach(), 1.0 - self.decay)
+            ema_p.lerp_(p.detach(), 1.0 - decay)
         for ema_b, b in zip(self.shadow.buffers(), src.buffers(), strict=True):
             ema_b.copy_(b)
 
@@ -196,7 +205,8 @@ def save_checkpoint(run_dir: Path, step: int, model: nn.Module, ema: EMA, optimi
     opt_tensors, opt_scalars = _flatten_optimizer(optimizer.state_dict())
     tensors |= opt_tensors
     tensors["rng.torch"] = generator.get_state()
-    meta = {"step": step, "optimizer": opt_scalars, "numpy_rng": rng.bit_generator.state, **extra}
+    meta = {"step": step, "ema_updates": ema.updates, "optimizer": opt_scalars, "numpy_rng": rng.bit_generator.state,
+            **extra}
     tmp = run_dir / "checkpoint.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -222,6 +232,7 @@ def load_checkpoint(run_dir: Path, model: nn.Module, ema: EMA, optimizer: torch.
     ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
     optimizer.load_state_dict(_unflatten_optimizer(tensors, meta["optimizer"]))
     generator.set_state(tensors["rng.torch"])
+    ema.updates = int(meta.get("ema_updates", meta["step"]))
     return int(meta["step"]), meta
 
 
