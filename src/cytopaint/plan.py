@@ -19,7 +19,7 @@ import numpy as np
 from . import masks, modelpkg, tiling, volume
 from .repaint import normalization_for
 from .review import ReviewTable, apply_review
-from .sections import check_section_id
+from .sections import check_section_id, check_store
 
 
 @dataclass(frozen=True)
@@ -32,12 +32,6 @@ class TilingConfig:
     min_known_floor: float | None = None
     max_batch: int = 8
     seed: int = 0
-
-
-def _check_store(ref: str, what: str) -> None:
-    store = ref.partition("#")[0]
-    if "://" not in store and not Path(store).exists():
-        raise FileNotFoundError(f"{what} store {store} does not exist")
 
 
 def mask_level_for(mask_ref: str, image_info: volume.ImageInfo, z: int | None, core_size: int) -> int:
@@ -59,8 +53,8 @@ def plan_section(section: str, image_ref: str, mask_ref: str, z: int | None, mod
     Tiles rejected in the ``review`` table get the seed of their review round (`review.apply_review`).
     """
     check_section_id(section)
-    _check_store(image_ref, f"section {section}: image")
-    _check_store(mask_ref, f"section {section}: mask")
+    check_store(image_ref, f"section {section}: image")
+    check_store(mask_ref, f"section {section}: mask")
     info = volume.read_info(image_ref)
     card = modelpkg.read_card(model_ref)
     model_px = float(card["pixel_size_um"])

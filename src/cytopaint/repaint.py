@@ -176,7 +176,3 @@ def run_batch(image_ref: str, mask_ref: str, z: int | None, plan: pd.DataFrame, 
     write_batch(out_path, out_tiles, meta)
     return meta
 
-
-def gpu_seconds_per_mm2(meta: dict[str, Any], pixel_size_um: float, owned_pixels: int) -> float:
-    """Sampling seconds per mm² of generated tissue (the speed target's unit)."""
-    return meta["sample_seconds"] / max(owned_pixels * (pixel_size_um / 1000.0) ** 2, math.ulp(1.0))

@@ -28,6 +28,13 @@ def resolve_ref(ref: str, base: Path) -> str:
     return os.fspath(path if path.is_absolute() else base / path) + sep + group
 
 
+def check_store(ref: str, what: str) -> None:
+    """Raise FileNotFoundError if the local store of a reference (``path`` or ``path#group``) is missing."""
+    store = ref.partition("#")[0]
+    if "://" not in store and not Path(store).exists():
+        raise FileNotFoundError(f"{what} store {store} does not exist")
+
+
 def read_sections(path: str | os.PathLike[str], base: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     """Read and validate a sections table; relative store paths are resolved against ``base`` (default: cwd)."""
     path = Path(path)

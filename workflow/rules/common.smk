@@ -8,7 +8,7 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from cytopaint import modelpkg
-from cytopaint.sections import read_sections
+from cytopaint.sections import check_store, read_sections
 
 validate(config, "../schemas/config.schema.yaml")
 
@@ -27,10 +27,8 @@ def _sections() -> list[str]:
     table = read_sections(SECTIONS_TSV, base=Path(SECTIONS_TSV).resolve().parent)
     validate(table.drop(columns=[]), "../schemas/sections.schema.yaml")
     for row in table.itertuples():
-        for ref in (row.image, row.mask):
-            store = ref.partition("#")[0]
-            if "://" not in store and not Path(store).exists():
-                raise ValueError(f"section {row.section}: store {store} does not exist (sections table {SECTIONS_TSV})")
+        for ref, what in ((row.image, "image"), (row.mask, "mask")):
+            check_store(ref, f"section {row.section} ({SECTIONS_TSV}): {what}")
     return table.index.tolist()
 
 
