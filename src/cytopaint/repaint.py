@@ -110,6 +110,73 @@ def _pad_to(a: np.ndarray, size: int, mode: str) -> np.ndarray:
     return np.pad(a, ((0, ph), (0, pw)), mode=mode) if mode != "constant" else np.pad(a, ((0, ph), (0, pw)))
 
 
+@dataclass
+class TileInputs:
+    """One tile ready for the sampler, and what pasting its result back needs."""
+
+    tile: Any  # the tile's plan row (a namedtuple-like pandas row)
+    window: np.ndarray  # input pixels with earlier waves' pixels pasted in
+    owned: np.ndarray  # pixels this tile writes
+    known: np.ndarray  # model-normalised window, reflect-padded to the tile size
+    unknown: np.ndarray  # True where the sampler generates, padded to the tile size
+
+
+def prepare_tiles(image_ref: str, z: int | None, plan: pd.DataFrame, tiles: pd.DataFrame, mask: Any,
+                  factor: tuple[int, int], earlier: list[TileResult], tile_size: int, norm: Normalization,
+                  margin_px: int) -> list[TileInputs]:
+    """Read the windows of ``tiles`` (rows of ``plan``) with the pixels of earlier waves pasted in.
+
+    Raises ValueError for a window larger than the model's tiles or when context pixels of
+    earlier waves are missing from ``earlier``.
+    """
+    shape = volume.read_info(image_ref).plane_shape
+    out = []
+    for _, tile in tiles.iterrows():
+        y0, x0, h, w = int(tile.y0), int(tile.x0), int(tile.height), int(tile.width)
+        if h > tile_size or w > tile_size:
+            raise ValueError(f"tile {tile.tile} window {h}x{w} exceeds the model's {tile_size} px tiles")
+        window = volume.read_region(image_ref, y0, x0, h, w, z=z)
+        dilated = tiling.dilated_window(mask, factor, shape, margin_px, y0, x0, h, w)
+        known = tiling.known_mask(plan, tile, dilated)
+        pasted = _paste_earlier(window, y0, x0, earlier)
+        missing = known & dilated & ~pasted
+        if missing.any():
+            raise ValueError(f"tile {tile.tile}: {int(missing.sum())} context pixels of earlier waves are missing "
+                             "from the batch files given")
+        out.append(TileInputs(tile, window, tiling.owned_mask(tile, dilated),
+                              norm.to_model(_pad_to(window, tile_size, "reflect")),
+                              _pad_to(~known, tile_size, "constant")))
+    return out
+
+
+def sample_tiles(model: modelpkg.PackagedModel, tiles: list[TileInputs], settings: RePaintSettings,
+                 device: torch.device, progress: bool = True, description: str = "") -> tuple[np.ndarray, int]:
+    """RePaint ``tiles`` in one sampler call, each with the noise of its own seed.
+
+    Returns the generated tiles in the model's range, (N, T, T) float32, and the network
+    evaluations per tile.
+    """
+    x = torch.from_numpy(np.stack([t.known for t in tiles]))[:, None].to(device)
+    m = torch.from_numpy(np.stack([t.unknown for t in tiles]))[:, None].to(device)
+    seeds = [int(t.tile.seed) for t in tiles]
+    result = repaint(model.network, model.diffusion(), x, m, make_generators(seeds, device), settings,
+                     progress=progress, description=description)
+    return result.images[:, 0].float().cpu().numpy(), result.nfe
+
+
+def finish_tiles(tiles: list[TileInputs], generated: np.ndarray, norm: Normalization, nfe: int) -> list[TileResult]:
+    """Paste each tile's generated pixels into its window, exactly and only where it owns them."""
+    out = []
+    for t, g in zip(tiles, generated, strict=True):
+        h, w = t.window.shape
+        pixels = t.window.copy()
+        pixels[t.owned] = norm.from_model(g[:h, :w])[t.owned]
+        out.append(TileResult(str(t.tile.tile), int(t.tile.y0), int(t.tile.x0), pixels, t.owned,
+                              {"seed": int(t.tile.seed), "wave": int(t.tile.wave), "nfe": nfe,
+                               "n_owned": int(t.owned.sum())}))
+    return out
+
+
 def run_batch(image_ref: str, mask_ref: str, z: int | None, plan: pd.DataFrame, batch: int,
               earlier_batch_files: list[Path], model_ref: str, config: RepaintConfig, margin_px: int,
               out_path: Path, progress: bool = True) -> dict[str, Any]:
@@ -125,47 +192,15 @@ def run_batch(image_ref: str, mask_ref: str, z: int | None, plan: pd.DataFrame, 
     norm = normalization_for(info.dtype, model.normalization, config.normalization)
     mask, factor = masks.load_mask(mask_ref, info, z=z)
     earlier = [t for f in earlier_batch_files for t in read_batch(f)[0]]
-    size = model.tile_size
-    knowns, unknowns, windows, owned, rows = [], [], [], [], []
-    for _, tile in tiles.iterrows():
-        y0, x0, h, w = int(tile.y0), int(tile.x0), int(tile.height), int(tile.width)
-        if h > size or w > size:
-            raise ValueError(f"tile {tile.tile} window {h}x{w} exceeds the model's {size} px tiles")
-        window = volume.read_region(image_ref, y0, x0, h, w, z=z)
-        dilated = tiling.dilated_window(mask, factor, info.plane_shape, margin_px, y0, x0, h, w)
-        known = tiling.known_mask(plan, tile, dilated)
-        pasted = _paste_earlier(window, y0, x0, earlier)
-        missing = known & dilated & ~pasted
-        if missing.any():
-            raise ValueError(f"tile {tile.tile}: {int(missing.sum())} context pixels of earlier waves are missing "
-                             "from the batch files given")
-        windows.append(window)
-        owned.append(tiling.owned_mask(tile, dilated))
-        knowns.append(norm.to_model(_pad_to(window, size, "reflect")))
-        unknowns.append(_pad_to(~known, size, "constant"))
-        rows.append(tile)
-    diffusion = model.diffusion()
-    x = torch.from_numpy(np.stack(knowns))[:, None].to(device)
-    m = torch.from_numpy(np.stack(unknowns))[:, None].to(device)
-    seeds = [int(t.seed) for t in rows]
+    inputs = prepare_tiles(image_ref, z, plan, tiles, mask, factor, earlier, model.tile_size, norm, margin_px)
     t_sample = time.perf_counter()
-    result = repaint(model.network, diffusion, x, m, make_generators(seeds, device), config.sampler,
-                     progress=progress, description=f"{rows[0].section} batch {batch}")
+    generated, nfe = sample_tiles(model, inputs, config.sampler, device, progress,
+                                  f"{inputs[0].tile.section} batch {batch}")
     sample_seconds = time.perf_counter() - t_sample
-    generated = result.images[:, 0].float().cpu().numpy()
-    out_tiles = []
-    for i, tile in enumerate(rows):
-        h, w = windows[i].shape
-        pixels = windows[i].copy()
-        values = norm.from_model(generated[i, :h, :w])
-        pixels[owned[i]] = values[owned[i]]  # exact paste-back: only owned pixels change
-        out_tiles.append(TileResult(str(tile.tile), int(tile.y0), int(tile.x0), pixels, owned[i],
-                                    {"seed": seeds[i], "wave": int(tile.wave), "nfe": result.nfe,
-                                     "n_owned": int(owned[i].sum())}))
     meta = {
-        "section": str(rows[0].section), "batch": int(batch), "wave": int(rows[0].wave),
+        "section": str(inputs[0].tile.section), "batch": int(batch), "wave": int(inputs[0].tile.wave),
         "model": {"path": os.fspath(model.path), "name": model.card["name"], "sha256": model.weights_sha256},
-        "sampler": asdict(config.sampler), "nfe_per_tile": result.nfe, "device": str(device),
+        "sampler": asdict(config.sampler), "nfe_per_tile": nfe, "device": str(device),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "torch": torch.__version__, "python": platform.python_version(), "host": platform.node(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"), "started": started,
@@ -173,6 +208,5 @@ def run_batch(image_ref: str, mask_ref: str, z: int | None, plan: pd.DataFrame, 
         "sample_seconds": round(sample_seconds, 3), "wall_seconds": round(time.perf_counter() - t_start, 3),
         "earlier_batches": [os.fspath(f) for f in earlier_batch_files],
     }
-    write_batch(out_path, out_tiles, meta)
+    write_batch(out_path, finish_tiles(inputs, generated, norm, nfe), meta)
     return meta
-
