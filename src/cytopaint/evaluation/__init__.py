@@ -1,0 +1,1 @@
+"""Evaluation of artifact repair: classical baselines, fidelity metrics and FCD perturbations."""
