@@ -149,23 +149,26 @@ def validate_card(card: dict[str, Any], where: str = "model card") -> None:
 def read_card(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and validate the card of a package (without loading weights)."""
     pkg = resolve(path)
+    card = read_card_json(pkg)
+    validate_card(card, str(pkg / CARD_NAME))
+    return card
+
+
+def read_card_json(pkg: Path) -> dict[str, Any]:
+    """The parsed (not yet validated) card of a package directory of any format."""
     card_path = pkg / CARD_NAME
     if not pkg.is_dir():
         raise ModelPackageError(f"model package {pkg} does not exist or is not a directory")
     if not card_path.is_file():
         raise ModelPackageError(f"model package {pkg} has no {CARD_NAME}")
     try:
-        card = json.loads(card_path.read_text())
+        return json.loads(card_path.read_text())
     except json.JSONDecodeError as e:
         raise ModelPackageError(f"{card_path} is not valid JSON: {e}") from None
-    validate_card(card, str(card_path))
-    return card
 
 
-def load(path: str | os.PathLike[str], device: torch.device | str = "cpu", verify: bool = True) -> PackagedModel:
-    """Load a package: validate the card, verify the weights' sha256, build the network in eval mode."""
-    pkg = resolve(path)
-    card = read_card(pkg)
+def verified_weights(pkg: Path, card: dict[str, Any], verify: bool = True) -> Path:
+    """The card's weights file, after refusing pickles, checking it is safetensors and (``verify``) its sha256."""
     pickles = sorted(p.name for p in pkg.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
     if pickles:
         raise ModelPackageError(f"model package {pkg} contains pickle files {pickles}; cytopaint never unpickles, "
@@ -179,6 +182,26 @@ def load(path: str | os.PathLike[str], device: torch.device | str = "cpu", verif
         if digest != card["weights"]["sha256"]:
             raise ModelPackageError(f"model package {pkg}: sha256 of {weights.name} is {digest}, the card says "
                                     f"{card['weights']['sha256']} (corrupted or altered weights)")
+    return weights
+
+
+def write_weights(pkg: Path, network: torch.nn.Module, weights_dtype: str, fmt: str) -> Path:
+    """Write a network's state as ``pkg/model.safetensors`` (atomically, cast to ``weights_dtype``)."""
+    weights = pkg / WEIGHTS_NAME
+    tmp = weights.with_suffix(".tmp")
+    dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[weights_dtype]
+    state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in network.state_dict().items()}
+    save_file(state, str(tmp), metadata={"format": fmt})
+    os.replace(tmp, weights)
+    weights.chmod(0o644)
+    return weights
+
+
+def load(path: str | os.PathLike[str], device: torch.device | str = "cpu", verify: bool = True) -> PackagedModel:
+    """Load a package: validate the card, verify the weights' sha256, build the network in eval mode."""
+    pkg = resolve(path)
+    card = read_card(pkg)
+    weights = verified_weights(pkg, card, verify)
     network = UNet(UNetConfig.from_dict(card["architecture"]["config"]))
     try:
         network.load_state_dict(load_file(str(weights)), strict=True)
@@ -197,13 +220,7 @@ def save(path: str | os.PathLike[str], network: UNet, *, name: str, diffusion: D
     """
     pkg = Path(path)
     pkg.mkdir(parents=True, exist_ok=True)
-    weights = pkg / WEIGHTS_NAME
-    tmp = weights.with_suffix(".tmp")
-    dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[weights_dtype]
-    state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in network.state_dict().items()}
-    save_file(state, str(tmp), metadata={"format": "cytopaint-ddpm"})
-    os.replace(tmp, weights)
-    weights.chmod(0o644)
+    weights = write_weights(pkg, network, weights_dtype, "cytopaint-ddpm")
     cfg = network.config
     card: dict[str, Any] = {
         "format": "cytopaint-ddpm",
