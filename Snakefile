@@ -18,6 +18,7 @@ include: "workflow/rules/blend.smk"
 include: "workflow/rules/qc.smk"
 include: "workflow/rules/provenance.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 localrules:

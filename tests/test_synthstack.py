@@ -47,3 +47,15 @@ def test_synth_is_deterministic(tmp_path: Path) -> None:
         assert np.array_equal(a, b)
     assert not np.array_equal(np.asarray(volume.open_level(str(tmp_path / "one" / "a.ome.zarr"))),
                               np.asarray(volume.open_level(str(tmp_path / "one" / "b.ome.zarr"))))
+
+
+def test_synth_in_parallel_writes_the_same_stack(tmp_path: Path) -> None:
+    args = ["synth", "--sections", "a", "b", "--shape", "96", "128", "--pixel-size", "2", "--seed", "3", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "serial")]) == 0
+    assert main([*args, "--out", str(tmp_path / "parallel"), "--workers", "2"]) == 0
+    assert (tmp_path / "serial" / "sections.tsv").read_text() == (tmp_path / "parallel" / "sections.tsv").read_text()
+    for s in ("a", "b"):
+        for sub in ("", "truth/"):
+            a = np.asarray(volume.open_level(tmp_path / "serial" / f"{sub}{s}.ome.zarr"))
+            b = np.asarray(volume.open_level(tmp_path / "parallel" / f"{sub}{s}.ome.zarr"))
+            assert np.array_equal(a, b)

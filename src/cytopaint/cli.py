@@ -41,6 +41,22 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_classifier(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .classifier_train import train_classifier
+
+    card = train_classifier(args.sections, args.held_out, Path(args.out), name=args.name or Path(args.out).name,
+                            pixel_size_um=args.pixel_size, input_um=args.input_um, steps=args.steps,
+                            batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                            command=" ".join(shlex.quote(a) for a in ["cytopaint", *sys.argv[1:]]),
+                            data_notes=args.data_note, progress=not args.quiet)
+    ev = card["evaluation"]
+    print(f"wrote {args.out}: held-out accuracy {ev['accuracy']:.3f} on {ev['n_patches']} patches "
+          f"(sha256 {card['weights']['sha256'][:12]}…)", file=sys.stderr)
+    return 0
+
+
 def _section_row(sections: str, section: str):
     from pathlib import Path
 
@@ -105,8 +121,23 @@ def _synth(args: argparse.Namespace) -> int:
 
     table = write_synthetic_stack(Path(args.out), args.sections, shape=tuple(args.shape), pixel_size_um=args.pixel_size,
                                   seed=args.seed, damaged_fraction=args.damage, chunks=args.chunks, ngff=args.ngff,
-                                  progress=not args.quiet)
+                                  progress=not args.quiet, workers=args.workers)
     print(f"wrote {len(args.sections)} sections and {table}", file=sys.stderr)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .evaluation.harness import run_from_files
+
+    overrides = json.loads(args.settings)
+    if args.device:
+        overrides.setdefault("repaint", {})["device"] = args.device
+    run = run_from_files(args.config, Path(args.out), sections=args.sections, overrides=overrides,
+                         progress=not args.quiet)
+    print(f"evaluated {run['patches']} patches in {run['seconds']:g} s: {Path(args.out) / 'summary.md'}",
+          file=sys.stderr)
     return 0
 
 
@@ -206,6 +237,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
 
+    p = sub.add_parser("train-classifier", help="train the cytoarchitecture classifier (FCD, agreement) on "
+                       "synthetic sections and write a packaged classifier")
+    p.add_argument("--sections", required=True, help="sections.tsv written by 'cytopaint synth' (truth/ beside it)")
+    p.add_argument("--held-out", required=True, help="sections.tsv of held-out sections for the accuracy")
+    p.add_argument("--out", required=True, help="package directory to write")
+    p.add_argument("--name", help="classifier name in the card (default: the directory name)")
+    p.add_argument("--pixel-size", type=float, required=True, help="classifier pixel size in µm")
+    p.add_argument("--input-um", type=float, default=1024.0, help="patch extent in µm (square)")
+    p.add_argument("--steps", type=int, default=600)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-note", action="append", default=[],
+                   help="text recorded in the card's training.data, e.g. the synth command (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_train_classifier)
+
     p = sub.add_parser("plan", help="validate a section's inputs and write its tile plan (rule plan)")
     _section_args(p)
     p.add_argument("--model", default="demo", help="package directory or 'demo'")
@@ -250,8 +298,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--damage", type=float, default=0.05, help="damaged fraction of the tissue")
     p.add_argument("--chunks", type=int, default=512)
     p.add_argument("--ngff", default="0.5", choices=["0.4", "0.5"])
+    p.add_argument("--workers", type=int, default=1, help="sections rendered at once (processes)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_synth)
+
+    p = sub.add_parser("evaluate", help="the paper's validation protocol on held-out sections, with baselines")
+    p.add_argument("--config", action="append", default=[], metavar="YAML",
+                   help="workflow config file(s) with model, tiling, repaint and evaluate blocks (later ones win)")
+    p.add_argument("--settings", default="{}", help="JSON merged over the config, e.g. '{\"evaluate\": {...}}'")
+    p.add_argument("--sections", help="held-out sections table (overrides evaluate.sections)")
+    p.add_argument("--device", help="sampler and classifier device (overrides repaint.device), e.g. cuda")
+    p.add_argument("--out", required=True, help="output folder (patches.tsv, summary.tsv, fcd.tsv, figures, summary.md)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("qc", help="measure a repaired section's tiles; write metrics.tsv and report.html (rule qc)")
     _section_args(p)

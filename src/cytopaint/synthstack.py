@@ -11,8 +11,10 @@ plus ``sections.tsv`` (the workflow's sections table) listing every section writ
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 
 from pathlib import Path
 
@@ -67,18 +69,30 @@ def write_synthetic_section(spec: SectionSpec, section: str, out_dir: Path, *, c
             "cells": os.fspath(cells_path)}
 
 
+def _write_one(spec: SectionSpec, section: str, out_dir: Path, chunks: int, ngff: str,
+               progress: bool = False) -> dict[str, str]:
+    return write_synthetic_section(spec, section, out_dir, chunks=chunks, ngff=ngff, progress=progress)
+
+
 def write_synthetic_stack(out_dir: Path, sections: Sequence[str], *, shape: tuple[int, int], pixel_size_um: float,
                           seed: int, damaged_fraction: float = 0.05, chunks: int = 512, ngff: str = "0.5",
-                          progress: bool = True) -> Path:
-    """Write several sections (seeds ``seed * 1000 + i``) and their ``sections.tsv``; returns the table's path."""
+                          progress: bool = True, workers: int = 1) -> Path:
+    """Write several sections (seeds ``seed * 1000 + i``) and their ``sections.tsv``; returns the table's path.
+
+    ``workers`` > 1 renders that many sections at once in separate processes (same result).
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for i, section in enumerate(sections):
-        spec = SectionSpec(seed=seed * 1000 + i, shape=shape, pixel_size_um=pixel_size_um,
-                           damaged_fraction=damaged_fraction, anchor=("crown", "sulcus")[i % 2])
-        paths = write_synthetic_section(spec, section, out_dir, chunks=chunks, ngff=ngff, progress=progress)
-        rows.append({"section": section, "image": Path(paths["image"]).name,
-                     "mask": Path(paths["image"]).name + "#labels/artifacts"})
+    specs = [SectionSpec(seed=seed * 1000 + i, shape=shape, pixel_size_um=pixel_size_um,
+                         damaged_fraction=damaged_fraction, anchor=("crown", "sulcus")[i % 2])
+             for i in range(len(sections))]
+    args = (specs, sections, [out_dir] * len(specs), [chunks] * len(specs), [ngff] * len(specs))
+    if workers > 1:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            written = list(tqdm(pool.map(_write_one, *args), total=len(specs), desc="sections", disable=not progress))
+    else:
+        written = [_write_one(*a, progress=progress) for a in zip(*args, strict=True)]
+    rows = [{"section": section, "image": Path(paths["image"]).name, "mask": Path(paths["image"]).name + "#labels/artifacts"}
+            for section, paths in zip(sections, written, strict=True)]
     table = out_dir / "sections.tsv"
     tmp = table.with_suffix(".tmp")
     pd.DataFrame(rows).to_csv(tmp, sep="\t", index=False)

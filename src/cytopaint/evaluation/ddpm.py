@@ -80,7 +80,8 @@ def repair_patches(images: Sequence[np.ndarray], holes: Sequence[np.ndarray], pi
         plan, _ = read_plan_dir(plan_dir)
         p = _Patch(name, image_ref, mask_ref, plan, int(summary["margin_px"]), batch_dependencies(plan),
                    work / "batches" / name)
-        p.mask, p.factor = masks.load_mask(mask_ref, volume.read_info(image_ref))
+        mask, p.factor = masks.load_mask(mask_ref, volume.read_info(image_ref))
+        p.mask = np.asarray(mask)  # a patch's mask is small: in memory, tile windows read it without dask
         p.batch_dir.mkdir(parents=True, exist_ok=True)
         patches.append(p)
     norm = normalization_for(np.dtype(np.uint8), model.normalization, repaint.normalization)

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# One GPU session, as run on a lent H100 / H200 (results in docs/evaluation/): GPU tests, sampler
+# timings, and the evaluation of the demo model on 1 mm² patches of held-out synthetic sections.
+#
+#   [SKIP_BENCH=1] bash benchmarks/gpu_session.sh OUT_DIR [PATCHES_PER_BIN]
+#
+# Uses the machine's python3 with torch; packages it lacks may come as wheels in .whl/ (zarr,
+# dask, jsonschema and their needs). Everything lands in OUT_DIR/gpu_session.tgz and logs beside it.
+set -u -o pipefail
+out=${1:?usage: gpu_session.sh OUT_DIR [PATCHES_PER_BIN]}
+per_bin=${2:-12}
+mkdir -p "$out/eval"
+if [ -d .whl ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+        && export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+log="$out/session.log"
+{
+    date -u; nvidia-smi -L; python3 -c "import torch; print('torch', torch.__version__)"
+    # held-out sections of the config (seed 200, 40 x 1536 x 2048 px at 2 µm), rendered on all CPUs
+    (time python3 -m cytopaint.cli synth --out /tmp/heldout --sections $(seq -f 'h%g' 0 39) --shape 1536 2048 \
+        --pixel-size 2 --seed 200 --damage 0 --workers 16 --quiet) > "$out/synth.log" 2>&1 &
+    synth=$!
+    echo "== GPU tests"; timeout 120 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py -s 2>&1 | tail -15
+    [ "${SKIP_BENCH:-0}" = 1 ] || { echo "== sampler timings"; timeout 90 python3 benchmarks/bench_gpu_sampler.py 2>&1; }
+    wait $synth; cat "$out/synth.log" | tail -4
+    echo "== evaluation, $per_bin patches per bin"
+    time timeout 330 python3 -m cytopaint.cli evaluate --config config/config.yaml --sections /tmp/heldout/sections.tsv \
+        --device cuda --settings "{\"evaluate\": {\"patches_per_bin\": $per_bin, \"batch_size\": 1024, \"workers\": 14}}" \
+        --out /tmp/eval --quiet 2>&1 | tail -20
+    rm -rf /tmp/eval/work
+    date -u
+} 2>&1 | tee "$log"
+tar czf "$out/gpu_session.tgz" -C /tmp eval 2>/dev/null
+ls -la "$out"

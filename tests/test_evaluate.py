@@ -1,0 +1,207 @@
+"""The evaluation harness: patches, masks, the DDPM through the workflow's code, outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from cytopaint import masks, modelpkg
+from cytopaint.batchio import read_batch
+from cytopaint.blend import blend_section
+from cytopaint.classifier import AreaClassifier, ClassifierConfig, save_classifier
+from cytopaint.diffusion.gaussian import DiffusionConfig
+from cytopaint.diffusion.unet import UNet
+from cytopaint.evaluation.ddpm import repair_patches
+from cytopaint.evaluation.harness import EvaluationSettings, evaluate, run_from_files
+from cytopaint.evaluation.sampling import bin_masks, sample_patches
+from cytopaint.plan import TilingConfig, plan_section, read_plan_dir
+from cytopaint.repaint import RepaintConfig, batch_dependencies, run_batch
+from cytopaint.sections import read_sections
+from cytopaint.synthstack import write_synthetic_stack
+from cytopaint import volume
+
+from conftest import TINY, blob_image
+
+TRAINING = {"command": "test", "data": [], "seed": 0, "code_version": "test"}
+FAST = RepaintConfig(jump_length=2, jump_n_sample=1, steps=6, device="cpu")
+TILING = TilingConfig(margin_um=4.0, core_fraction=0.75, max_batch=4)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("heldout")
+    return write_synthetic_stack(out, ["e0", "e1"], shape=(256, 384), pixel_size_um=2.0, seed=5,
+                                 damaged_fraction=0.02, chunks=128, progress=False)
+
+
+@pytest.fixture(scope="module")
+def packages(tmp_path_factory) -> dict[str, str]:
+    out = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    net = UNet(TINY).eval()
+    modelpkg.save(out / "ddpm", net, name="tiny", diffusion=DiffusionConfig(steps=20), pixel_size_um=2.0,
+                  training=TRAINING)
+    clf = AreaClassifier(ClassifierConfig(input_px=16, widths=(4, 8), feature_dim=6, n_classes=4)).eval()
+    save_classifier(out / "clf", clf, name="tiny-clf", classes=["frontal", "motor", "v1", "temporal"],
+                    pixel_size_um=4.0, training={"command": "test", "data": [], "seed": 0, "steps": 0,
+                                                 "code_version": "test"},
+                    evaluation={"accuracy": 0.25, "n_patches": 1, "confusion": [[1, 0, 0, 0]] + [[0] * 4] * 3})
+    return {"ddpm": str(out / "ddpm"), "classifier": str(out / "clf")}
+
+
+def test_bin_masks_land_in_their_bins_and_are_reproducible() -> None:
+    bins = [(0.05, 0.1), (0.2, 0.3), (0.4, 0.5)]
+    drawn = bin_masks(3, bins, (96, 96), seed=4)
+    assert [b for b, _ in drawn] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    for b, m in drawn:
+        assert bins[b][0] <= m.mean() < bins[b][1]
+    again = bin_masks(3, bins[:1], (96, 96), seed=4)  # fewer bins: the first masks are unchanged
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(drawn[:3], again, strict=True))
+
+
+def test_patches_are_intact_disjoint_and_reproducible(stack: Path) -> None:
+    table = read_sections(stack, base=stack.parent)
+    a = sample_patches(table, 6, 64, 2.0, np.random.default_rng(1))
+    b = sample_patches(table, 6, 64, 2.0, np.random.default_rng(1))
+    assert [(p.section, p.y0, p.x0) for p in a] == [(p.section, p.y0, p.x0) for p in b]
+    assert {p.section for p in a} == {"e0", "e1"}
+    for p in a:
+        art = np.asarray(volume.open_level(f"{stack.parent / p.section}.ome.zarr#labels/artifacts", 0))
+        assert not art[p.y0:p.y0 + 64, p.x0:p.x0 + 64].any()
+        img = np.asarray(volume.open_level(stack.parent / f"{p.section}.ome.zarr", 0))
+        assert np.array_equal(p.image, img[p.y0:p.y0 + 64, p.x0:p.x0 + 64])
+        for q in a:
+            if q is not p and q.section == p.section:
+                assert abs(q.y0 - p.y0) >= 64 or abs(q.x0 - p.x0) >= 64
+    with pytest.raises(ValueError, match="disjoint intact patches"):
+        sample_patches(table, 500, 64, 2.0, np.random.default_rng(1))
+
+
+def test_ddpm_repair_equals_the_workflow_jobs(tmp_path: Path, packages: dict[str, str]) -> None:
+    """Pooling the tiles of many patches per sampler call gives the pixels of the workflow's own jobs."""
+    images = [blob_image((48, 48), seed=s) for s in (1, 2)]
+    holes = [m for _, m in bin_masks(1, [(0.1, 0.2), (0.3, 0.4)], (48, 48), seed=0)]
+    pooled, timing = repair_patches(images, holes, 2.0, packages["ddpm"], TILING, FAST, tmp_path / "pooled",
+                                    batch_size=64, progress=False)
+    assert timing["tiles"] == sum(r.tiles for r in pooled) > 0
+    for i, (image, hole, r) in enumerate(zip(images, holes, pooled, strict=True)):
+        region = masks.dilate(hole, 2.0)
+        assert r.unrepaired_px == 0 and np.array_equal(r.region, region)
+        assert np.array_equal(r.image[~region], image[~region])  # outside the region: bit-identical
+        assert (r.image[region] != image[region]).mean() > 0.5
+        # the same patch through the workflow's per-batch jobs and blend
+        store = tmp_path / f"w{i}.ome.zarr"
+        volume.write_section(store, image, pixel_size_um=2.0, n_levels=1, labels={"artifacts": hole.astype(np.uint8)},
+                             chunks=(48, 48))
+        mask_ref = f"{store}#labels/artifacts"
+        plan_section(f"p{i:04d}", str(store), mask_ref, None, packages["ddpm"], TILING, None, tmp_path / f"plan{i}")
+        plan, summary = read_plan_dir(tmp_path / f"plan{i}")
+        deps, files = batch_dependencies(plan), {}
+        for b in summary["batches"]:
+            files[b] = tmp_path / f"b{i}_{b}.npz"
+            run_batch(str(store), mask_ref, None, plan, b, [files[d] for d in deps[b]], packages["ddpm"], FAST,
+                      summary["margin_px"], files[b], progress=False)
+        blend_section(str(store), None, list(files.values()), tmp_path / f"out{i}.ome.zarr")
+        assert np.array_equal(np.asarray(volume.open_level(tmp_path / f"out{i}.ome.zarr", 0)), r.image)
+        assert read_batch(files[summary["batches"][0]])[0][0].meta["seed"] == int(plan["seed"].iat[0])
+
+
+def test_evaluate_writes_the_protocol_outputs(tmp_path: Path, stack: Path, packages: dict[str, str]) -> None:
+    settings = EvaluationSettings(sections=str(stack), model=packages["ddpm"], classifier=packages["classifier"],
+                                  tiling=TILING, repaint=FAST, patch_um=96.0, patches_per_bin=2,
+                                  bins=((0.05, 0.2), (0.3, 0.5)), methods=("ddpm", "mean-fill", "telea"),
+                                  workers=1, batch_size=32)
+    run = evaluate(settings, tmp_path / "eval", progress=False)
+    out = tmp_path / "eval"
+    per_patch = pd.read_csv(out / "patches.tsv", sep="\t")
+    assert len(per_patch) == 4 * 3 and set(per_patch["method"]) == {"ddpm", "mean-fill", "telea"}
+    assert ((per_patch["hole_coverage"] >= per_patch["bin_lo"]) & (per_patch["hole_coverage"] < per_patch["bin_hi"])).all()
+    assert (per_patch["region_coverage"] > per_patch["hole_coverage"]).all()
+    ddpm = per_patch[per_patch["method"] == "ddpm"]
+    assert (ddpm["unrepaired_px"] == 0).all() and (ddpm["tiles"] > 0).all()
+    # every method is scored on the same patches and regions, so the originals' cells agree
+    counts = per_patch.pivot(index="patch", columns="method", values="n_original")
+    assert (counts.nunique(axis=1) == 1).all()
+    mean_fill = per_patch[per_patch["method"] == "mean-fill"]
+    assert (mean_fill.loc[mean_fill["n_original"] > 0, "density_rel_error"] < -0.5).all()  # a flat fill has no cells
+    summary = pd.read_csv(out / "summary.tsv", sep="\t")
+    assert len(summary) == 2 * 3 and {"density_abs_error_median", "size_bias", "top2_agreement",
+                                      "cells_per_hole"} <= set(summary.columns)
+    fcd = pd.read_csv(out / "fcd.tsv", sep="\t")
+    assert set(fcd["kind"]) == {"reference", "method", "perturbation"}
+    noise = fcd[(fcd["kind"] == "perturbation") & (fcd["name"] == "gaussian-noise")]
+    assert noise["fcd"].iat[0] == pytest.approx(0, abs=1e-6)  # level 0: the originals themselves
+    assert noise["fcd"].iat[-1] > 0
+    for name in ("cells.png", "agreement.png", "fcd.png", "examples.png", "summary.md", "evaluation.json"):
+        assert (out / name).stat().st_size > 0
+    text = (out / "summary.md").read_text()
+    assert all(m in text for m in ("ddpm", "mean-fill", "telea")) and "tiny-clf" in text
+    assert json.loads((out / "evaluation.json").read_text())["patches"] == run["patches"] == 4
+
+
+def test_settings_from_a_workflow_config(tmp_path: Path, stack: Path) -> None:
+    cfg = {"model": "demo", "tiling": {"margin_um": 6.0}, "repaint": {"jump_length": 5, "steps": 50},
+           "evaluate": {"patches_per_bin": 3, "bins": [[0.1, 0.2]], "repaint": {"steps": 25},
+                        "synthetic": {"sections": 4}}}
+    s = EvaluationSettings.from_config(cfg, sections=str(stack))
+    assert s.repaint.steps == 25 and s.repaint.jump_length == 5 and s.tiling.margin_um == 6.0
+    assert s.bins == ((0.1, 0.2),) and s.patches_per_bin == 3
+    with pytest.raises(ValueError, match="unknown setting"):
+        EvaluationSettings.from_config({"evaluate": {"sections": "x", "patchs_per_bin": 3}})
+    with pytest.raises(ValueError, match="held-out sections"):
+        EvaluationSettings.from_config({"evaluate": {}})
+    with pytest.raises(ValueError, match="unknown evaluation method"):
+        EvaluationSettings(sections="x", methods=("ddpm", "photoshop"))
+    with pytest.raises(ValueError, match="coverage bins"):
+        EvaluationSettings(sections="x", bins=((0.5, 0.2),))
+    config = tmp_path / "c.yaml"
+    config.write_text("evaluate:\n  patches_per_bin: 1\n")
+    with pytest.raises(ValueError, match="patches_per_bin >= 2"):
+        run_from_files([str(config)], tmp_path / "o", sections=str(stack))
+
+
+def test_snakemake_evaluate_target(tmp_path: Path, packages: dict[str, str]) -> None:
+    """`snakemake evaluate` makes held-out synthetic sections and runs the protocol from the config."""
+    import yaml
+    from test_workflow import snakemake
+
+    config = {"model": packages["ddpm"], "tiling": {"margin_um": 4.0, "core_fraction": 0.75},
+              "repaint": {"jump_length": 2, "jump_n_sample": 1, "steps": 6, "device": "cpu"},
+              "evaluate": {"synthetic": {"sections": 2, "shape": [256, 384], "seed": 5},
+                           "patch_um": 96, "patches_per_bin": 2, "bins": [[0.05, 0.2], [0.3, 0.5]],
+                           "methods": ["ddpm", "mean-fill"], "classifier": packages["classifier"], "workers": 1,
+                           "perturbations": False}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    snakemake(tmp_path, "evaluate", "--set-threads", "evaluate=1")
+    out = tmp_path / "results" / "evaluation"
+    assert (out / "heldout" / "sections.tsv").is_file()
+    per_patch = pd.read_csv(out / "patches.tsv", sep="\t")
+    assert len(per_patch) == 4 * 2 and set(per_patch["section"]) <= {"h0", "h1"}
+    assert "mean-fill" in (out / "summary.md").read_text()
+
+
+def test_fcd_of_the_demo_classifier_rises_with_noise() -> None:
+    """The paper's Figure 3 check on a test set: synthetic 1 mm² patches, Gaussian noise of rising sigma."""
+    from cytopaint.classifier import load_classifier
+    from cytopaint.evaluation.metrics import frechet_distance
+    from cytopaint.evaluation.perturb import gaussian_noise
+    from cytopaint.synth import SectionSpec, render_window
+
+    patches = []
+    for seed in range(3):
+        spec = SectionSpec(seed=900 + seed, shape=(1536, 1024), pixel_size_um=2.0, damaged_fraction=0.0)
+        img = render_window(spec, 512, 0, 512, 1024)["intact"]
+        patches += [img[:, :512], img[:, 512:]]
+    originals = np.stack(patches)
+    clf = load_classifier("demo")
+    base = clf.predict(originals, 2.0)[0]
+    fcd = [frechet_distance(clf.predict(np.stack([gaussian_noise(p, s, np.random.default_rng(k))
+                                                  for k, p in enumerate(originals)]), 2.0)[0], base)
+           for s in (0, 10, 25, 50)]
+    assert fcd[0] == pytest.approx(0, abs=1e-9)
+    assert all(b > a for a, b in zip(fcd, fcd[1:])), fcd
