@@ -98,6 +98,7 @@ def write_figures(per_patch: pd.DataFrame, fcd: pd.DataFrame, out_dir: Path) -> 
         ax.set_title(name)
         ax.set_xlabel("level")
         ax.set_yscale("symlog", linthresh=max(float(fcd["fcd"].replace(0, np.nan).min() or 1e-6), 1e-9))
+        ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("FCD vs original patches")
     axes[0][0].legend(fontsize=7)
