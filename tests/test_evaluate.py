@@ -142,6 +142,10 @@ def test_evaluate_writes_the_protocol_outputs(tmp_path: Path, stack: Path, packa
     text = (out / "summary.md").read_text()
     assert all(m in text for m in ("ddpm", "mean-fill", "telea")) and "tiny-clf" in text
     assert json.loads((out / "evaluation.json").read_text())["patches"] == run["patches"] == 4
+    assert not (out / "work").exists()
+    evaluate(settings, out, progress=False)  # again into the same folder: the same results
+    again = pd.read_csv(out / "patches.tsv", sep="\t")
+    pd.testing.assert_frame_equal(again.drop(columns="seconds"), per_patch.drop(columns="seconds"))
 
 
 def test_settings_from_a_workflow_config(tmp_path: Path, stack: Path) -> None:

@@ -10,6 +10,7 @@ each tile still draws its noise from its own seed.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -64,12 +65,13 @@ def _write_patches(images: Sequence[np.ndarray], holes: Sequence[np.ndarray], pi
 def repair_patches(images: Sequence[np.ndarray], holes: Sequence[np.ndarray], pixel_size_um: float,
                    model_ref: str, tiling: TilingConfig, repaint: RepaintConfig, work: Path,
                    batch_size: int = 64, progress: bool = True) -> tuple[list[Repaired], dict[str, float]]:
-    """Repair ``images`` (uint8) inside ``holes`` (bool) with the DDPM; ``work`` holds the stores and batches.
+    """Repair ``images`` (uint8) inside ``holes`` (bool) with the DDPM; ``work`` (emptied first) holds the stores and batches.
 
     Returns the repaired patches and timings (seconds: planning, sampling, the rest of repainting,
     blending; sampled tiles; network evaluations per tile).
     """
     work = Path(work)
+    shutil.rmtree(work, ignore_errors=True)  # scratch of an earlier run
     device = pick_device(repaint.device)
     model = modelpkg.load(model_ref, device=device)
     t0 = time.perf_counter()

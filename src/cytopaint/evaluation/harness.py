@@ -16,6 +16,7 @@ import json
 import math
 import multiprocessing
 import os
+import shutil
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -177,6 +178,7 @@ def evaluate(settings: EvaluationSettings, out_dir: Path, progress: bool = True)
                                            settings.tiling, settings.repaint, out_dir / "work",
                                            settings.batch_size, progress)
         repaired[DDPM] = np.stack([r.image for r in ddpm])
+        shutil.rmtree(out_dir / "work")
         for i, r in enumerate(ddpm):
             outside = int((r.region & ~regions[i]).sum())
             if outside:
