@@ -23,3 +23,20 @@ def test_model_info_prints_card_and_reports_errors(tmp_path: Path, tiny_net, cap
     assert '"name": "tiny"' in capsys.readouterr().out
     assert main(["model-info", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_model_info_reads_classifier_packages(tmp_path: Path, capsys) -> None:
+    import shutil
+
+    from cytopaint.classifier import demo_classifier_path
+
+    assert main(["model-info", str(demo_classifier_path())]) == 0
+    out = capsys.readouterr()
+    assert '"format": "cytopaint-classifier"' in out.out and "verified" in out.err
+    shutil.copytree(demo_classifier_path(), tmp_path / "c")
+    with open(tmp_path / "c" / "model.safetensors", "r+b") as f:
+        f.seek(-4, 2)
+        f.write(b"\x00\x01\x02\x03")
+    assert main(["model-info", str(tmp_path / "c")]) == 2
+    assert "sha256" in capsys.readouterr().err
+    assert main(["model-info", "--no-verify", str(tmp_path / "c")]) == 0

@@ -11,14 +11,19 @@ from . import __version__
 
 
 def _model_info(args: argparse.Namespace) -> int:
-    from . import modelpkg
+    from . import classifier, modelpkg
 
-    pkg = modelpkg.load(args.model) if args.verify else None
-    card = pkg.card if pkg else modelpkg.read_card(args.model)
+    if args.model != "demo" and modelpkg.read_card_json(modelpkg.resolve(args.model)).get("format") == classifier.FORMAT:
+        clf = classifier.load_classifier(args.model, verify=args.verify)
+        card, path, sha = clf.card, clf.path, clf.card["weights"]["sha256"]
+    else:
+        pkg = modelpkg.load(args.model) if args.verify else None
+        card = pkg.card if pkg else modelpkg.read_card(args.model)
+        path, sha = modelpkg.resolve(args.model), card["weights"]["sha256"]
     json.dump(card, sys.stdout, indent=2)
     print()
-    if pkg:
-        print(f"verified: {pkg.path} (sha256 {pkg.weights_sha256[:12]}…)", file=sys.stderr)
+    if args.verify:
+        print(f"verified: {path} (sha256 {sha[:12]}…)", file=sys.stderr)
     return 0
 
 
@@ -209,8 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cytopaint {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("model-info", help="validate a packaged model, verify its weights and print its card")
-    p.add_argument("model", help="package directory, or 'demo' for the bundled model")
+    p = sub.add_parser("model-info", help="validate a packaged model or classifier, verify its weights, print its card")
+    p.add_argument("model", help="package directory (DDPM or area classifier), or 'demo' for the bundled DDPM")
     p.add_argument("--no-verify", dest="verify", action="store_false", help="only validate the card")
     p.set_defaults(func=_model_info)
 
