@@ -123,19 +123,21 @@ class TileInputs:
 
 def prepare_tiles(image_ref: str, z: int | None, plan: pd.DataFrame, tiles: pd.DataFrame, mask: Any,
                   factor: tuple[int, int], earlier: list[TileResult], tile_size: int, norm: Normalization,
-                  margin_px: int) -> list[TileInputs]:
+                  margin_px: int, image: np.ndarray | None = None) -> list[TileInputs]:
     """Read the windows of ``tiles`` (rows of ``plan``) with the pixels of earlier waves pasted in.
 
+    ``image``: the plane already in memory (level 0 of ``image_ref``), sliced instead of read per tile.
     Raises ValueError for a window larger than the model's tiles or when context pixels of
     earlier waves are missing from ``earlier``.
     """
-    shape = volume.read_info(image_ref).plane_shape
+    shape = volume.read_info(image_ref).plane_shape if image is None else image.shape
     out = []
     for _, tile in tiles.iterrows():
         y0, x0, h, w = int(tile.y0), int(tile.x0), int(tile.height), int(tile.width)
         if h > tile_size or w > tile_size:
             raise ValueError(f"tile {tile.tile} window {h}x{w} exceeds the model's {tile_size} px tiles")
-        window = volume.read_region(image_ref, y0, x0, h, w, z=z)
+        window = (volume.read_region(image_ref, y0, x0, h, w, z=z) if image is None
+                  else image[y0:y0 + h, x0:x0 + w].copy())
         dilated = tiling.dilated_window(mask, factor, shape, margin_px, y0, x0, h, w)
         known = tiling.known_mask(plan, tile, dilated)
         pasted = _paste_earlier(window, y0, x0, earlier)

@@ -46,6 +46,7 @@ class _Patch:
     margin_px: int
     deps: dict[int, list[int]]
     batch_dir: Path
+    image: np.ndarray
     mask: object = None
     factor: tuple[int, int] = (1, 1)
 
@@ -76,12 +77,13 @@ def repair_patches(images: Sequence[np.ndarray], holes: Sequence[np.ndarray], pi
     model = modelpkg.load(model_ref, device=device)
     t0 = time.perf_counter()
     patches = []
-    for name, image_ref, mask_ref in _write_patches(images, holes, pixel_size_um, work):
+    for image, (name, image_ref, mask_ref) in zip(images, _write_patches(images, holes, pixel_size_um, work),
+                                                  strict=True):
         plan_dir = work / "plans" / name
         summary = plan_section(name, image_ref, mask_ref, None, model_ref, tiling, repaint.normalization, plan_dir)
         plan, _ = read_plan_dir(plan_dir)
         p = _Patch(name, image_ref, mask_ref, plan, int(summary["margin_px"]), batch_dependencies(plan),
-                   work / "batches" / name)
+                   work / "batches" / name, np.asarray(image))
         mask, p.factor = masks.load_mask(mask_ref, volume.read_info(image_ref))
         p.mask = np.asarray(mask)  # a patch's mask is small: in memory, tile windows read it without dask
         p.batch_dir.mkdir(parents=True, exist_ok=True)
@@ -99,7 +101,8 @@ def repair_patches(images: Sequence[np.ndarray], holes: Sequence[np.ndarray], pi
             for b in sorted(int(v) for v in sched["batch"].unique()):
                 earlier = [t for d in p.deps.get(b, []) for t in read_batch(p.batch_dir / f"batch_{d}.npz")[0]]
                 groups.append((p, b, prepare_tiles(p.image_ref, None, p.plan, sched[sched["batch"] == b], p.mask,
-                                                   p.factor, earlier, model.tile_size, norm, p.margin_px)))
+                                                   p.factor, earlier, model.tile_size, norm, p.margin_px,
+                                                   image=p.image)))
         flat = [t for _, _, ts in groups for t in ts]
         generated = []
         for i in range(0, len(flat), batch_size):
