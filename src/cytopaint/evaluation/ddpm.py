@@ -20,7 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .. import masks, modelpkg, volume
-from ..batchio import read_batch, write_batch
+from ..batchio import TileResult, write_batch
 from ..blend import LABEL, blend_section
 from ..plan import TilingConfig, plan_section, read_plan_dir
 from ..repaint import (RepaintConfig, TileInputs, batch_dependencies, finish_tiles, normalization_for,
@@ -93,13 +93,14 @@ def repair_patches(images: Sequence[np.ndarray], holes: Sequence[np.ndarray], pi
     n_waves = max((int(p.plan["wave"].max()) + 1 for p in patches if len(p.plan)), default=0)
     total = sum(int((p.plan["wave"] >= 0).sum()) for p in patches)
     sampling, nfe = 0.0, 0
+    done: dict[tuple[str, int], list[TileResult]] = {}  # finished batches, for the context of later waves
     bar = tqdm(total=total, desc="DDPM tiles", unit="tile", disable=not progress)
     for wave in range(n_waves):
         groups: list[tuple[_Patch, int, list[TileInputs]]] = []
         for p in patches:
             sched = p.plan[p.plan["wave"] == wave]
             for b in sorted(int(v) for v in sched["batch"].unique()):
-                earlier = [t for d in p.deps.get(b, []) for t in read_batch(p.batch_dir / f"batch_{d}.npz")[0]]
+                earlier = [t for d in p.deps.get(b, []) for t in done[p.name, d]]
                 groups.append((p, b, prepare_tiles(p.image_ref, None, p.plan, sched[sched["batch"] == b], p.mask,
                                                    p.factor, earlier, model.tile_size, norm, p.margin_px,
                                                    image=p.image)))
@@ -116,7 +117,8 @@ def repair_patches(images: Sequence[np.ndarray], holes: Sequence[np.ndarray], pi
         for p, b, ts in groups:
             meta = {"section": p.name, "batch": b, "wave": wave, "model": {"sha256": model.weights_sha256},
                     "sampler": asdict(repaint.sampler), "nfe_per_tile": nfe}
-            write_batch(p.batch_dir / f"batch_{b}.npz", finish_tiles(ts, generated_all[k:k + len(ts)], norm, nfe), meta)
+            done[p.name, b] = finish_tiles(ts, generated_all[k:k + len(ts)], norm, nfe)
+            write_batch(p.batch_dir / f"batch_{b}.npz", done[p.name, b], meta)
             k += len(ts)
     bar.close()
     t_repaint = time.perf_counter()
