@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from tqdm.auto import tqdm
 
 from .. import masks, modelpkg, volume
@@ -41,14 +42,13 @@ class Repaired:
 class _Patch:
     name: str
     image_ref: str
-    mask_ref: str
-    plan: object
+    plan: pd.DataFrame
     margin_px: int
-    deps: dict[int, list[int]]
+    deps: dict[int, list[int]]  # batch -> earlier batches it needs
     batch_dir: Path
-    image: np.ndarray
-    mask: object = None
-    factor: tuple[int, int] = (1, 1)
+    image: np.ndarray  # level 0, in memory: tile windows are sliced from it
+    mask: np.ndarray  # the artifact mask (small: in memory, not through dask)
+    factor: tuple[int, int]
 
 
 def _write_patches(images: Sequence[np.ndarray], holes: Sequence[np.ndarray], pixel_size_um: float,
@@ -82,10 +82,9 @@ def repair_patches(images: Sequence[np.ndarray], holes: Sequence[np.ndarray], pi
         plan_dir = work / "plans" / name
         summary = plan_section(name, image_ref, mask_ref, None, model_ref, tiling, repaint.normalization, plan_dir)
         plan, _ = read_plan_dir(plan_dir)
-        p = _Patch(name, image_ref, mask_ref, plan, int(summary["margin_px"]), batch_dependencies(plan),
-                   work / "batches" / name, np.asarray(image))
-        mask, p.factor = masks.load_mask(mask_ref, volume.read_info(image_ref))
-        p.mask = np.asarray(mask)  # a patch's mask is small: in memory, tile windows read it without dask
+        mask, factor = masks.load_mask(mask_ref, volume.read_info(image_ref))
+        p = _Patch(name, image_ref, plan, int(summary["margin_px"]), batch_dependencies(plan), work / "batches" / name,
+                   np.asarray(image), np.asarray(mask), factor)
         p.batch_dir.mkdir(parents=True, exist_ok=True)
         patches.append(p)
     norm = normalization_for(np.dtype(np.uint8), model.normalization, repaint.normalization)
@@ -112,7 +111,7 @@ def repair_patches(images: Sequence[np.ndarray], holes: Sequence[np.ndarray], pi
             sampling += time.perf_counter() - ts
             generated.append(g)
             bar.update(len(g))
-        generated_all = np.concatenate(generated) if generated else np.zeros((0,))
+        generated_all = np.concatenate(generated)  # every wave below n_waves has tiles
         k = 0
         for p, b, ts in groups:
             meta = {"section": p.name, "batch": b, "wave": wave, "model": {"sha256": model.weights_sha256},
