@@ -123,7 +123,7 @@ def test_evaluate_writes_the_protocol_outputs(tmp_path: Path, stack: Path, packa
     assert ((per_patch["hole_coverage"] >= per_patch["bin_lo"]) & (per_patch["hole_coverage"] < per_patch["bin_hi"])).all()
     assert (per_patch["region_coverage"] > per_patch["hole_coverage"]).all()
     ddpm = per_patch[per_patch["method"] == "ddpm"]
-    assert (ddpm["unrepaired_px"] == 0).all() and (ddpm["tiles"] > 0).all()
+    assert (ddpm["unrepaired_px"] == 0).all() and (ddpm["tiles"] > 0).all() and (ddpm["seconds"] > 0).all()
     # every method is scored on the same patches and regions, so the originals' cells agree
     counts = per_patch.pivot(index="patch", columns="method", values="n_original")
     assert (counts.nunique(axis=1) == 1).all()

@@ -30,7 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import masks, modelpkg
-from ..classifier import load_classifier
+from ..classifier import PackagedClassifier, load_classifier
 from ..codeversion import code_version_string
 from ..plan import TilingConfig
 from ..repaint import RepaintConfig, pick_device
@@ -126,17 +126,17 @@ def _run_jobs(jobs: list[tuple], workers: int, progress: bool) -> list[tuple[np.
             pool.shutdown()
 
 
-def _fcd_rows(classifier: Any, originals: np.ndarray, reference: list[np.ndarray], repaired: dict[str, np.ndarray],
+def _fcd_rows(classifier: PackagedClassifier, originals: np.ndarray, reference: list[np.ndarray], repaired: dict[str, np.ndarray],
               pixel_size_um: float, perturbations: bool, seed: int) -> list[dict[str, Any]]:
     """FCD vs the originals of: each method's repaired patches, a disjoint reference set of originals,
     and the originals perturbed (the paper's Figure 3, after Heusel et al.: paired, so level 0 gives 0)."""
-    feats = {"original": classifier.predict(originals, pixel_size_um)[0]}
+    base = classifier.predict(originals, pixel_size_um)[0]
     ref = np.stack(reference)
     rows = [{"kind": "reference", "name": "originals", "level": 0.0,
-             "fcd": frechet_distance(classifier.predict(ref, pixel_size_um)[0], feats["original"])}]
+             "fcd": frechet_distance(classifier.predict(ref, pixel_size_um)[0], base)}]
     for m, images in repaired.items():
         rows.append({"kind": "method", "name": m, "level": math.nan,
-                     "fcd": frechet_distance(classifier.predict(images, pixel_size_um)[0], feats["original"])})
+                     "fcd": frechet_distance(classifier.predict(images, pixel_size_um)[0], base)})
     if perturbations:
         for name, (fn, levels) in PERTURBATIONS.items():
             for k, level in enumerate(levels):
@@ -144,7 +144,7 @@ def _fcd_rows(classifier: Any, originals: np.ndarray, reference: list[np.ndarray
                 disturbed = np.stack([fn(img, level, rng) for img in originals])
                 rows.append({"kind": "perturbation", "name": name, "level": float(level),
                              "fcd": frechet_distance(classifier.predict(disturbed, pixel_size_um)[0],
-                                                     feats["original"])})
+                                                     base)})
     n = len(originals)
     return [{**r, "n": n} for r in rows]
 
@@ -173,11 +173,13 @@ def evaluate(settings: EvaluationSettings, out_dir: Path, progress: bool = True)
     repaired: dict[str, np.ndarray] = {}
     extra: dict[str, list[dict[str, Any]]] = {m: [{} for _ in patches] for m in settings.methods}
     ddpm_timing: dict[str, float] = {}
+    ddpm_seconds = math.nan  # per patch: the DDPM's whole time (plan, sample, blend) over the patches
     if DDPM in settings.methods:
         ddpm, ddpm_timing = repair_patches(list(originals), [h for _, h in holes], px, settings.model,
                                            settings.tiling, settings.repaint, out_dir / "work",
                                            settings.batch_size, progress)
         repaired[DDPM] = np.stack([r.image for r in ddpm])
+        ddpm_seconds = sum(ddpm_timing[k] for k in ("plan_s", "sample_s", "repaint_other_s", "blend_s")) / n
         shutil.rmtree(out_dir / "work")
         for i, r in enumerate(ddpm):
             outside = int((r.region & ~regions[i]).sum())
@@ -203,7 +205,7 @@ def evaluate(settings: EvaluationSettings, out_dir: Path, progress: bool = True)
             rows.append({"patch": p.patch, "section": p.section, "y0": p.y0, "x0": p.x0, "bin": b,
                          "bin_lo": settings.bins[b][0], "bin_hi": settings.bins[b][1], "method": m,
                          "hole_coverage": float(hole.mean()), "region_coverage": float(regions[i].mean()),
-                         **results[k * n + i][1],
+                         **results[k * n + i][1], **({"seconds": ddpm_seconds} if m == DDPM else {}),
                          "class_original": classes[int(p_orig[i].argmax())],
                          "class_repaired": classes[int(p_rep[i].argmax())],
                          "top1_agree": bool(top1[i]), "top2_agree": bool(top2[i]),
