@@ -126,17 +126,19 @@ def _run_jobs(jobs: list[tuple], workers: int, progress: bool) -> list[tuple[np.
             pool.shutdown()
 
 
-def _fcd_rows(classifier: PackagedClassifier, originals: np.ndarray, reference: list[np.ndarray], repaired: dict[str, np.ndarray],
-              pixel_size_um: float, perturbations: bool, seed: int) -> list[dict[str, Any]]:
+def _fcd_rows(classifier: PackagedClassifier, originals: np.ndarray, features: dict[str, np.ndarray],
+              reference: list[np.ndarray], pixel_size_um: float, perturbations: bool, seed: int) -> list[dict[str, Any]]:
     """FCD vs the originals of: each method's repaired patches, a disjoint reference set of originals,
-    and the originals perturbed (the paper's Figure 3, after Heusel et al.: paired, so level 0 gives 0)."""
-    base = classifier.predict(originals, pixel_size_um)[0]
-    ref = np.stack(reference)
+    and the originals perturbed (the paper's Figure 3, after Heusel et al.: paired, so level 0 gives 0).
+
+    ``features``: the classifier's features of the originals (key ``original``) and of each method's repairs.
+    """
+    base = features["original"]
     rows = [{"kind": "reference", "name": "originals", "level": 0.0,
-             "fcd": frechet_distance(classifier.predict(ref, pixel_size_um)[0], base)}]
-    for m, images in repaired.items():
-        rows.append({"kind": "method", "name": m, "level": math.nan,
-                     "fcd": frechet_distance(classifier.predict(images, pixel_size_um)[0], base)})
+             "fcd": frechet_distance(classifier.predict(np.stack(reference), pixel_size_um)[0], base)}]
+    for m, feats in features.items():
+        if m != "original":
+            rows.append({"kind": "method", "name": m, "level": math.nan, "fcd": frechet_distance(feats, base)})
     if perturbations:
         for name, (fn, levels) in PERTURBATIONS.items():
             for k, level in enumerate(levels):
@@ -195,10 +197,12 @@ def evaluate(settings: EvaluationSettings, out_dir: Path, progress: bool = True)
 
     classifier = load_classifier(settings.classifier, device=pick_device(settings.repaint.device))
     classes = list(classifier.card["classes"])
-    _, p_orig = classifier.predict(originals, px)
+    predicted = {"original": classifier.predict(originals, px),
+                 **{m: classifier.predict(repaired[m], px) for m in settings.methods}}  # (features, probabilities)
+    p_orig = predicted["original"][1]
     rows = []
     for k, m in enumerate(settings.methods):
-        _, p_rep = classifier.predict(repaired[m], px)
+        p_rep = predicted[m][1]
         top1, top2 = topk_agreement(p_orig, p_rep, 1), topk_agreement(p_orig, p_rep, min(2, len(classes)))
         for i, p in enumerate(patches):
             b, hole = holes[i]
@@ -211,8 +215,8 @@ def evaluate(settings: EvaluationSettings, out_dir: Path, progress: bool = True)
                          "top1_agree": bool(top1[i]), "top2_agree": bool(top2[i]),
                          "tiles": extra[m][i].get("tiles", 0), "unrepaired_px": extra[m][i].get("unrepaired_px", 0)})
     per_patch = pd.DataFrame(rows)
-    fcd = pd.DataFrame(_fcd_rows(classifier, originals, reference, repaired, px, settings.perturbations,
-                                 settings.seed))
+    fcd = pd.DataFrame(_fcd_rows(classifier, originals, {k: v[0] for k, v in predicted.items()}, reference, px,
+                                 settings.perturbations, settings.seed))
     summary = report.summary_table(per_patch)
     per_patch.to_csv(out_dir / "patches.tsv", sep="\t", index=False)
     summary.to_csv(out_dir / "summary.tsv", sep="\t", index=False)
