@@ -26,9 +26,9 @@ import numpy as np
 import zarr
 from scipy import ndimage
 
-from cytopaint import volume
-from cytopaint.batchio import TileResult, write_batch
-from cytopaint.blend import blend_section
+from cytopaint.io import volume
+from cytopaint.io.batchfile import TileResult, write_batch
+from cytopaint.blend.stage import blend_section
 
 CHUNK, LEVELS, TILE, CORE, PER_FILE = 512, 5, 1024, 512, 16
 Job = Callable[[Path, Path, list[Path]], None]  # (input store, output path, batch files)

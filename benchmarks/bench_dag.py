@@ -20,10 +20,10 @@ from pathlib import Path
 
 import yaml
 
-from cytopaint import modelpkg
+from cytopaint.models import package as modelpkg
 from cytopaint.diffusion.gaussian import DiffusionConfig
 from cytopaint.diffusion.unet import TINY_64, UNet
-from cytopaint.tiling import PLAN_COLUMNS
+from cytopaint.plan.tiling import PLAN_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -18,11 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cytopaint import modelpkg, volume
+from cytopaint.models import package as modelpkg
+
+from cytopaint.io import volume
 from cytopaint.diffusion.repaint import RePaintSettings, make_generators, repaint
-from cytopaint.patches import load_section
+from cytopaint.models.patches import load_section
 from cytopaint.qc.cells import cell_stats, detect_cells
-from cytopaint.synthstack import write_synthetic_stack
+from cytopaint.synth.stack import write_synthetic_stack
 
 
 def pooled_stats(patches: np.ndarray, pixel_size_um: float) -> tuple[float, float, int]:

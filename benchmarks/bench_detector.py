@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cytopaint.codeversion import code_version_string
+from cytopaint.runtime import code_version_string
 from cytopaint.qc.cells import detector_bias
 from cytopaint.synth import SectionSpec, render_section
 

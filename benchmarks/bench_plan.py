@@ -18,7 +18,7 @@ import tracemalloc
 import numpy as np
 from skimage.draw import ellipse, polygon
 
-from cytopaint.tiling import plan_tiles
+from cytopaint.plan.tiling import plan_tiles
 
 
 def stroke(mask: np.ndarray, rng: np.random.Generator, length: float, width: float, wiggle: float) -> None:

@@ -13,10 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from cytopaint import masks, modelpkg, volume
+from cytopaint.io import masks
+
+from cytopaint.models import package as modelpkg
+
+from cytopaint.io import volume
 from cytopaint.evaluation.sampling import bin_masks
-from cytopaint.plan import TilingConfig, plan_section, read_plan_dir
-from cytopaint.repaint import prepare_tiles
+from cytopaint.plan.stage import TilingConfig, plan_section, read_plan_dir
+from cytopaint.repaint.stage import prepare_tiles
 from cytopaint.synth import SectionSpec, render_window
 
 

@@ -20,9 +20,9 @@ from ome_zarr.reader import Label, Multiscales, Reader
 from ome_zarr.writer import write_image
 from ome_zarr_models import open_ome_zarr
 
-from cytopaint import volume
-from cytopaint.batchio import TileResult, write_batch
-from cytopaint.blend import blend_section, level0_digest
+from cytopaint.io import volume
+from cytopaint.io.batchfile import TileResult, write_batch
+from cytopaint.blend.stage import blend_section, level0_digest
 
 CORE, BORDER = 32, 8  # tile cores partition the plane; windows add a border, kept inside the image
 
@@ -251,7 +251,8 @@ def test_bad_tiles_are_refused(tmp_path: Path, y0: int, x0: int, dtype: type, me
 
 KILL_MIDWAY = """
 import os, signal, sys
-from cytopaint import blend, volume
+from cytopaint.blend import stage as blend
+from cytopaint.io import volume
 volume.downsample_max = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)  # dies after level 0
 blend.blend_section(sys.argv[1], None, sys.argv[3:], sys.argv[2], window_px=32)
 """

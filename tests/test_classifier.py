@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from cytopaint import cli
-from cytopaint.classifier import (AreaClassifier, ClassifierConfig, PackagedClassifier, load_classifier,
+from cytopaint.models.classifier import (AreaClassifier, ClassifierConfig, PackagedClassifier, load_classifier,
                                   save_classifier, to_input)
-from cytopaint.classifier_train import CLASSES, BalancedSampler, label_patches, load_labelled, train_network
-from cytopaint.modelpkg import ModelPackageError
-from cytopaint.synthstack import write_synthetic_stack
+from cytopaint.models.classifier_training import CLASSES, BalancedSampler, label_patches, load_labelled, train_network
+from cytopaint.models.package import ModelPackageError
+from cytopaint.synth.stack import write_synthetic_stack
 
 TINY = ClassifierConfig(input_px=16, widths=(4, 8), feature_dim=8, n_classes=4)
 TRAINING = {"command": "test", "data": ["synthetic"], "seed": 0, "steps": 0, "code_version": "test"}

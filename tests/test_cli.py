@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cytopaint import modelpkg
+from cytopaint.models import package as modelpkg
 from cytopaint.cli import main
 from cytopaint.diffusion.gaussian import DiffusionConfig
 
@@ -28,7 +28,7 @@ def test_model_info_prints_card_and_reports_errors(tmp_path: Path, tiny_net, cap
 def test_model_info_reads_classifier_packages(tmp_path: Path, capsys) -> None:
     import shutil
 
-    from cytopaint.classifier import demo_classifier_path
+    from cytopaint.models.classifier import demo_classifier_path
 
     assert main(["model-info", str(demo_classifier_path())]) == 0
     out = capsys.readouterr()

@@ -10,20 +10,22 @@ import pandas as pd
 import pytest
 import torch
 
-from cytopaint import masks, modelpkg
-from cytopaint.batchio import read_batch
-from cytopaint.blend import blend_section
-from cytopaint.classifier import AreaClassifier, ClassifierConfig, save_classifier
+from cytopaint.io import masks
+
+from cytopaint.models import package as modelpkg
+from cytopaint.io.batchfile import read_batch
+from cytopaint.blend.stage import blend_section
+from cytopaint.models.classifier import AreaClassifier, ClassifierConfig, save_classifier
 from cytopaint.diffusion.gaussian import DiffusionConfig
 from cytopaint.diffusion.unet import UNet
 from cytopaint.evaluation.ddpm import repair_patches
 from cytopaint.evaluation.harness import EvaluationSettings, evaluate, run_from_files
 from cytopaint.evaluation.sampling import bin_masks, sample_patches
-from cytopaint.plan import TilingConfig, plan_section, read_plan_dir
-from cytopaint.repaint import RepaintConfig, batch_dependencies, run_batch
-from cytopaint.sections import read_sections
-from cytopaint.synthstack import write_synthetic_stack
-from cytopaint import volume
+from cytopaint.plan.stage import TilingConfig, plan_section, read_plan_dir
+from cytopaint.repaint.stage import RepaintConfig, batch_dependencies, run_batch
+from cytopaint.io.sections import read_sections
+from cytopaint.synth.stack import write_synthetic_stack
+from cytopaint.io import volume
 
 from conftest import TINY, blob_image
 
@@ -191,7 +193,7 @@ def test_snakemake_evaluate_target(tmp_path: Path, packages: dict[str, str]) -> 
 
 def test_fcd_of_the_demo_classifier_rises_with_noise() -> None:
     """The paper's Figure 3 check on a test set: synthetic 1 mm² patches, Gaussian noise of rising sigma."""
-    from cytopaint.classifier import load_classifier
+    from cytopaint.models.classifier import load_classifier
     from cytopaint.evaluation.metrics import frechet_distance
     from cytopaint.evaluation.perturb import gaussian_noise
     from cytopaint.synth import SectionSpec, render_window

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from cytopaint.classifier import load_classifier
+from cytopaint.models.classifier import load_classifier
 from cytopaint.diffusion.gaussian import DiffusionConfig
 from cytopaint.diffusion.repaint import RePaintSettings, make_generators, repaint
-from cytopaint import modelpkg
+from cytopaint.models import package as modelpkg
 from cytopaint.synth import SectionSpec, render_window
-from cytopaint.train import train_step
+from cytopaint.models.training import train_step
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]

@@ -8,8 +8,8 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from cytopaint import volume
-from cytopaint.masks import components, dilate, load_mask, upsample_window
+from cytopaint.io import volume
+from cytopaint.io.masks import components, dilate, load_mask, upsample_window
 
 
 def make_image(tmp_path: Path, shape: tuple[int, ...] = (64, 48), px: float | tuple = 1.0) -> volume.ImageInfo:

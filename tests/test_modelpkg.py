@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from cytopaint import modelpkg
+from cytopaint.models import package as modelpkg
 from cytopaint.diffusion.gaussian import DiffusionConfig
-from cytopaint.modelpkg import ModelPackageError, Normalization
+from cytopaint.models.package import ModelPackageError, Normalization
 
 TRAINING = {"command": "cytopaint train --steps 1", "data": ["synthetic"], "seed": 0, "code_version": "test"}
 

@@ -11,10 +11,14 @@ import numpy as np
 import pytest
 from test_qc_report import build_section, repaint_all, run_qc
 
-from cytopaint import modelpkg, tiling, volume
-from cytopaint.blend import blend_section, level0_digest
+from cytopaint.models import package as modelpkg
+
+from cytopaint.plan import tiling
+
+from cytopaint.io import volume
+from cytopaint.blend.stage import blend_section, level0_digest
 from cytopaint.cli import main
-from cytopaint.provenance import (VOLATILE_JOB_KEYS, build_manifest, config_hash, plan_from_manifest, stable_view,
+from cytopaint.provenance.manifest import (VOLATILE_JOB_KEYS, build_manifest, config_hash, plan_from_manifest, stable_view,
                                   validate_manifest, write_manifest)
 
 CONFIG = {"sections": "data/sections.tsv", "results": "results", "model": "m",

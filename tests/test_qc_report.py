@@ -15,15 +15,17 @@ import torch
 from conftest import TINY, make_section, write_sections_table
 from PIL import Image
 
-from cytopaint import modelpkg, tiling
-from cytopaint.blend import blend_section
+from cytopaint.models import package as modelpkg
+
+from cytopaint.plan import tiling
+from cytopaint.blend.stage import blend_section
 from cytopaint.cli import main
 from cytopaint.diffusion.gaussian import DiffusionConfig
 from cytopaint.diffusion.unet import UNet
-from cytopaint.plan import TilingConfig, plan_section, read_plan_dir
+from cytopaint.plan.stage import TilingConfig, plan_section, read_plan_dir
 from cytopaint.qc.metrics import METRIC_COLUMNS, QCSettings
 from cytopaint.qc.report import qc_section
-from cytopaint.repaint import RepaintConfig, batch_dependencies, run_batch
+from cytopaint.repaint.stage import RepaintConfig, batch_dependencies, run_batch
 
 FAST = RepaintConfig(jump_length=1, jump_n_sample=1, steps=2)
 

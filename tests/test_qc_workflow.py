@@ -16,9 +16,11 @@ import yaml
 from conftest import make_section, write_sections_table
 from test_qc_report import tiny_model
 
-from cytopaint import tiling, volume
-from cytopaint.provenance import validate_manifest
-from cytopaint.repaint import batch_dependencies
+from cytopaint.plan import tiling
+
+from cytopaint.io import volume
+from cytopaint.provenance.manifest import validate_manifest
+from cytopaint.repaint.stage import batch_dependencies
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "Snakefile"

@@ -9,11 +9,15 @@ import numpy as np
 import pytest
 from conftest import make_section
 
-from cytopaint import modelpkg, tiling, volume
-from cytopaint.batchio import read_batch
+from cytopaint.models import package as modelpkg
+
+from cytopaint.plan import tiling
+
+from cytopaint.io import volume
+from cytopaint.io.batchfile import read_batch
 from cytopaint.diffusion.gaussian import DiffusionConfig
-from cytopaint.plan import TilingConfig, plan_section, read_plan_dir
-from cytopaint.repaint import RepaintConfig, batch_dependencies, run_batch
+from cytopaint.plan.stage import TilingConfig, plan_section, read_plan_dir
+from cytopaint.repaint.stage import RepaintConfig, batch_dependencies, run_batch
 
 FAST = RepaintConfig(jump_length=2, jump_n_sample=2, steps=6)
 TRAINING = {"command": "test", "data": [], "seed": 0, "code_version": "test"}

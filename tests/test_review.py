@@ -10,11 +10,13 @@ import pandas as pd
 import pytest
 from conftest import make_section, write_sections_table
 
-from cytopaint import modelpkg, tiling
+from cytopaint.models import package as modelpkg
+
+from cytopaint.plan import tiling
 from cytopaint.cli import main
 from cytopaint.diffusion.gaussian import DiffusionConfig
-from cytopaint.plan import TilingConfig, plan_section
-from cytopaint.review import (HEADER, apply_review, batch_fingerprints, check_sections, read_review, section_params,
+from cytopaint.plan.stage import TilingConfig, plan_section
+from cytopaint.plan.review import (HEADER, apply_review, batch_fingerprints, check_sections, read_review, section_params,
                               tile_status)
 
 

@@ -11,7 +11,7 @@ import pytest
 from test_slurm import SLURM_PROFILE, _env, _run
 from test_workflow import REPO, write_stack
 
-from cytopaint import volume
+from cytopaint.io import volume
 from slurm_cluster import slurm_cluster  # noqa: F401  (pytest fixture)
 
 

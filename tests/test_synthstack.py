@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cytopaint import volume
+from cytopaint.io import volume
 from cytopaint.cli import main
-from cytopaint.sections import read_sections
-from cytopaint.synthstack import pyramid_levels
+from cytopaint.io.sections import read_sections
+from cytopaint.synth.stack import pyramid_levels
 
 
 def _write(out: Path) -> None:

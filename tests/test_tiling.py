@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cytopaint.tiling import (
+from cytopaint.plan.tiling import (
     PLAN_COLUMNS,
     STATUS_INSUFFICIENT,
     STATUS_OK,
@@ -182,7 +182,7 @@ def test_image_smaller_than_tile():
 def test_seeds_stable_and_distinct():
     seed = tile_seed(42, "B0042", 3, 7)
     assert 0 <= seed < 2**63
-    code = "from cytopaint.tiling import tile_seed; print(tile_seed(42, 'B0042', 3, 7))"
+    code = "from cytopaint.plan.tiling import tile_seed; print(tile_seed(42, 'B0042', 3, 7))"
     other = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
                            env={"PYTHONHASHSEED": "123"})
     assert int(other.stdout) == seed

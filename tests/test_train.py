@@ -9,7 +9,7 @@ import torch
 
 from cytopaint.diffusion.gaussian import DiffusionConfig
 from cytopaint.diffusion.unet import UNet
-from cytopaint.train import EMA, train_step
+from cytopaint.models.training import EMA, train_step
 
 
 def _pattern(batch: int = 16) -> torch.Tensor:

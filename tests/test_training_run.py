@@ -14,12 +14,12 @@ import pytest
 import torch
 from conftest import TINY, make_section, write_sections_table
 
-from cytopaint import modelpkg
+from cytopaint.models import package as modelpkg
 from cytopaint.diffusion.gaussian import DiffusionConfig
 from cytopaint.diffusion.unet import UNet
-from cytopaint.masks import dilate
-from cytopaint.patches import PatchSampler, load_section, mask_at_level, valid_origins
-from cytopaint.train import TrainSettings, run_training, train_package
+from cytopaint.io.masks import dilate
+from cytopaint.models.patches import PatchSampler, load_section, mask_at_level, valid_origins
+from cytopaint.models.training import TrainSettings, run_training, train_package
 
 
 def test_valid_origins_avoid_artifacts_and_background() -> None:

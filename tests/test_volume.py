@@ -14,7 +14,7 @@ from ome_zarr.reader import Label, Multiscales, Reader
 from ome_zarr.writer import write_image, write_labels
 from ome_zarr_models import open_ome_zarr
 
-from cytopaint import volume
+from cytopaint.io import volume
 
 NGFF = ["0.4", "0.5"]
 
@@ -137,7 +137,7 @@ def test_read_region_clips_and_pads(tmp_path: Path) -> None:
 
 
 def test_input_never_written(tmp_path: Path) -> None:
-    from cytopaint.masks import load_mask
+    from cytopaint.io.masks import load_mask
 
     data = np.random.default_rng(3).integers(0, 256, (64, 64), dtype=np.uint8)
     path = ome_zarr_input(tmp_path / "in.ome.zarr", data, "0.5")

@@ -12,7 +12,11 @@ import pytest
 import yaml
 from conftest import make_section, write_sections_table
 
-from cytopaint import modelpkg, tiling, volume
+from cytopaint.models import package as modelpkg
+
+from cytopaint.plan import tiling
+
+from cytopaint.io import volume
 from cytopaint.diffusion.gaussian import DiffusionConfig
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,7 +11,8 @@ from . import __version__
 
 
 def _model_info(args: argparse.Namespace) -> int:
-    from . import classifier, modelpkg
+    from .models import classifier
+    from .models import package as modelpkg
 
     if args.model != "demo" and modelpkg.read_card_json(modelpkg.resolve(args.model)).get("format") == classifier.FORMAT:
         clf = classifier.load_classifier(args.model, verify=args.verify)
@@ -31,7 +32,7 @@ def _train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .diffusion.gaussian import DiffusionConfig
-    from .train import TrainSettings, architecture, train_package
+    from .models.training import TrainSettings, architecture, train_package
 
     settings = TrainSettings(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
                              ema_decay=args.ema_decay, grad_clip=args.grad_clip, precision=args.precision,
@@ -49,7 +50,7 @@ def _train(args: argparse.Namespace) -> int:
 def _train_classifier(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .classifier_train import train_classifier
+    from .models.classifier_training import train_classifier
 
     card = train_classifier(args.sections, args.held_out, Path(args.out), name=args.name or Path(args.out).name,
                             pixel_size_um=args.pixel_size, input_um=args.input_um, steps=args.steps,
@@ -65,7 +66,7 @@ def _train_classifier(args: argparse.Namespace) -> int:
 def _section_row(sections: str, section: str):
     from pathlib import Path
 
-    from .sections import check_section_id, plane, read_sections
+    from .io.sections import check_section_id, plane, read_sections
 
     check_section_id(section)
     table = read_sections(sections, base=Path(sections).resolve().parent)
@@ -78,8 +79,8 @@ def _section_row(sections: str, section: str):
 def _plan(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .plan import TilingConfig, plan_section
-    from .review import read_review
+    from .plan.review import read_review
+    from .plan.stage import TilingConfig, plan_section
 
     image, mask, z = _section_row(args.sections, args.section)
     summary = plan_section(args.section, image, mask, z, args.model, TilingConfig(**json.loads(args.tiling)),
@@ -97,8 +98,8 @@ def _plan(args: argparse.Namespace) -> int:
 def _repaint_batch(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .plan import read_plan_dir
-    from .repaint import RepaintConfig, run_batch
+    from .plan.stage import read_plan_dir
+    from .repaint.stage import RepaintConfig, run_batch
 
     image, mask, z = _section_row(args.sections, args.section)
     plan, summary = read_plan_dir(Path(args.plan_dir))
@@ -113,7 +114,7 @@ def _repaint_batch(args: argparse.Namespace) -> int:
 def _plan_index(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .plan import write_index
+    from .plan.stage import write_index
 
     write_index([Path(p) for p in args.summaries], Path(args.out), Path(args.out_json))
     return 0
@@ -122,7 +123,7 @@ def _plan_index(args: argparse.Namespace) -> int:
 def _synth(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .synthstack import write_synthetic_stack
+    from .synth.stack import write_synthetic_stack
 
     table = write_synthetic_stack(Path(args.out), args.sections, shape=tuple(args.shape), pixel_size_um=args.pixel_size,
                                   seed=args.seed, damaged_fraction=args.damage, chunks=args.chunks, ngff=args.ngff,
@@ -150,7 +151,7 @@ def _blend(args: argparse.Namespace) -> int:
     import shutil
     from pathlib import Path
 
-    from .blend import blend_section
+    from .blend.stage import blend_section
 
     image, _, z = _section_row(args.sections, args.section)
     out = Path(args.out)
@@ -183,7 +184,7 @@ def _qc(args: argparse.Namespace) -> int:
 def _manifest(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .provenance import build_manifest, write_manifest
+    from .provenance.manifest import build_manifest, write_manifest
 
     image, mask, z = _section_row(args.sections, args.section)
     config = json.load(sys.stdin) if args.config == "-" else json.loads(Path(args.config).read_text())

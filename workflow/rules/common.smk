@@ -7,8 +7,8 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from cytopaint import modelpkg
-from cytopaint.sections import check_store, read_sections
+from cytopaint.models import package as modelpkg
+from cytopaint.io.sections import check_store, read_sections
 
 validate(config, "../schemas/config.schema.yaml")
 

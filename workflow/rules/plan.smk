@@ -1,5 +1,5 @@
 # Planning: validate each section's inputs and write its tile plan (CPU, before any GPU job).
-from cytopaint import review as review_table
+from cytopaint.plan import review as review_table
 
 # Review table (config `review`): rejected tiles are replanned with new seeds. A section is
 # replanned when its own decisions change (params.review), not when the table's mtime does.

@@ -20,11 +20,12 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .. import masks, modelpkg, volume
-from ..batchio import TileResult, write_batch
-from ..blend import LABEL, blend_section
-from ..plan import TilingConfig, plan_section, read_plan_dir
-from ..repaint import (RepaintConfig, TileInputs, batch_dependencies, finish_tiles, normalization_for,
+from ..blend.stage import LABEL, blend_section
+from ..io import masks, volume
+from ..io.batchfile import TileResult, write_batch
+from ..models import package as modelpkg
+from ..plan.stage import TilingConfig, plan_section, read_plan_dir
+from ..repaint.stage import (RepaintConfig, TileInputs, batch_dependencies, finish_tiles, normalization_for,
                        pick_device, prepare_tiles, sample_tiles)
 
 

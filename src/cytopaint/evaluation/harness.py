@@ -29,12 +29,13 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .. import masks, modelpkg
-from ..classifier import PackagedClassifier, load_classifier
-from ..codeversion import code_version_string
-from ..plan import TilingConfig
-from ..repaint import RepaintConfig, pick_device
-from ..sections import read_sections
+from ..io import masks
+from ..io.sections import read_sections
+from ..models import package as modelpkg
+from ..models.classifier import PackagedClassifier, load_classifier
+from ..plan.stage import TilingConfig
+from ..repaint.stage import RepaintConfig, pick_device
+from ..runtime import code_version_string
 from . import report
 from .baselines import BASELINES
 from .ddpm import repair_patches

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..patches import load_section
-from ..sections import plane
+from ..io.sections import plane
+from ..models.patches import load_section
 from ..synth import freeform_mask
 
 

@@ -34,9 +34,9 @@ from PIL import Image
 from scipy import ndimage as ndi
 from tqdm.auto import tqdm
 
-from .. import masks, volume
-from ..plan import read_plan_dir
-from ..tiling import STATUS_INSUFFICIENT
+from ..io import masks, volume
+from ..plan.stage import read_plan_dir
+from ..plan.tiling import STATUS_INSUFFICIENT
 from . import summary as stack
 from .metrics import (MAX_RING_GROWTH, METRIC_COLUMNS, QCSettings, flag_tile, ring_mask, severity, tile_metrics,
                       tissue_mask, white_level)
@@ -545,7 +545,7 @@ def _order_for_panels(m: pd.DataFrame) -> list[int]:
 def qc_section(section: str, image_ref: str, mask_ref: str, z: int | None, plan_dir: Path, receipt_path: Path,
                out_dir: Path, settings: QCSettings | None = None, *, progress: bool = True) -> dict[str, Any]:
     """Measure, summarise and report one section; returns its ``summary.json`` content."""
-    from ..codeversion import code_version_string
+    from ..runtime import code_version_string
 
     settings = settings or QCSettings()
     started, t0 = datetime.now(timezone.utc), time.perf_counter()

@@ -19,12 +19,12 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import modelpkg
-from .codeversion import code_version_string
-from .diffusion.gaussian import DiffusionConfig, GaussianDiffusion
-from .diffusion.unet import PAPER_1024, TINY_64, UNet, UNetConfig
+from ..diffusion.gaussian import DiffusionConfig, GaussianDiffusion
+from ..diffusion.unet import PAPER_1024, TINY_64, UNet, UNetConfig
+from ..io.sections import plane, read_sections
+from ..runtime import code_version_string
+from . import package as modelpkg
 from .patches import PatchSampler, load_section
-from .sections import plane, read_sections
 
 
 class EMA:

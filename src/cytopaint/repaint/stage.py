@@ -21,10 +21,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import masks, modelpkg, tiling, volume
-from .batchio import TileResult, read_batch, write_batch
-from .diffusion.repaint import RePaintSettings, make_generators, repaint
-from .modelpkg import Normalization
+from ..diffusion.repaint import RePaintSettings, make_generators, repaint
+from ..io import masks, volume
+from ..io.batchfile import TileResult, read_batch, write_batch
+from ..models import package as modelpkg
+from ..models.package import Normalization
+from ..plan import tiling
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from . import masks, modelpkg, tiling, volume
-from .repaint import normalization_for
+from ..io import masks, volume
+from ..io.sections import check_section_id, check_store
+from ..models import package as modelpkg
+from ..repaint.stage import normalization_for
+from . import tiling
 from .review import ReviewTable, apply_review
-from .sections import check_section_id, check_store
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,7 @@ def write_index(summary_paths: list[Path], out_tsv: Path, out_json: Path) -> Non
     ``out_json``: per section and batch, the earlier batches it depends on and its fingerprint
     (what its pixels depend on in the plan), so that building the DAG reads one file, not 7,404 plans.
     """
-    from .repaint import batch_dependencies
+    from ..repaint.stage import batch_dependencies
     from .review import batch_fingerprints
 
     rows, index = [], {}

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from .diffusion.gaussian import DiffusionConfig, GaussianDiffusion
-from .diffusion.unet import UNet, UNetConfig, count_parameters
+from ..diffusion.gaussian import DiffusionConfig, GaussianDiffusion
+from ..diffusion.unet import UNet, UNetConfig, count_parameters
 
 CARD_NAME = "model.json"
 WEIGHTS_NAME = "model.safetensors"

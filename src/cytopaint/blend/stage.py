@@ -55,7 +55,7 @@ from tqdm import tqdm
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
-from cytopaint import volume
+from cytopaint.io import volume
 
 LABEL = "repaired"
 SHA256_SCHEME = (

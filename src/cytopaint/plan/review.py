@@ -26,7 +26,7 @@ from typing import Any
 
 import pandas as pd
 
-from .sections import SECTION_ID
+from ..io.sections import SECTION_ID
 from .tiling import STATUS_INSUFFICIENT, tile_seed
 
 DECISIONS = ("accept", "reject")

@@ -21,12 +21,12 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from . import volume
+from ..io import volume
 from .classifier import (DEFAULT_WIDTHS, AreaClassifier, ClassifierConfig, classify, pool, pool_factor,
                          save_classifier)
-from .codeversion import code_version_string
-from .sections import check_store, read_sections
-from .synth.areas import AREA_TYPES
+from ..io.sections import check_store, read_sections
+from ..runtime import code_version_string
+from ..synth.areas import AREA_TYPES
 
 CLASSES = tuple(a.name for a in sorted(AREA_TYPES.values(), key=lambda a: a.code))  # logit i: area code i + 1
 MIN_TISSUE = 0.9

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from . import masks, volume
+from ..io import masks, volume
 
 
 @dataclass

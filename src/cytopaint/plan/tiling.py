@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from cytopaint.masks import dilate, upsample_window
+from cytopaint.io.masks import dilate, upsample_window
 
 STATUS_OK = "ok"
 STATUS_RELAXED = "relaxed"  # sampled below min_known, under the configured min_known_floor

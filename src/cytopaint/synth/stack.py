@@ -21,9 +21,9 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
-from . import volume
-from .sections import check_section_id
-from .synth import SectionSpec, iter_windows
+from ..io import volume
+from ..io.sections import check_section_id
+from . import SectionSpec, iter_windows
 
 
 def pyramid_levels(shape: tuple[int, int], smallest: int = 64) -> int:

@@ -15,7 +15,7 @@ import dask.array as da
 import numpy as np
 from scipy import ndimage
 
-from cytopaint.volume import ImageInfo, open_level, read_info
+from .volume import ImageInfo, open_level, read_info
 
 Factor = tuple[int, int]
 

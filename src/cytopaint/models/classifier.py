@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
-from .diffusion.unet import count_parameters
-from .modelpkg import (CARD_NAME, ModelPackageError, read_card_json, sha256_file, verified_weights,
+from ..diffusion.unet import count_parameters
+from .package import (CARD_NAME, ModelPackageError, read_card_json, sha256_file, verified_weights,
                        write_weights)
 
 FORMAT = "cytopaint-classifier"

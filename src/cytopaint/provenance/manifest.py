@@ -37,9 +37,11 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from . import modelpkg, tiling, volume
-from .blend import SHA256_SCHEME, level0_digest
-from .codeversion import code_version
+from ..blend.stage import SHA256_SCHEME, level0_digest
+from ..io import volume
+from ..models import package as modelpkg
+from ..plan import tiling
+from ..runtime import code_version
 
 FORMAT = "cytopaint-manifest/1"
 VOLATILE_JOB_KEYS = ("host", "slurm_job_id", "started", "ended", "seconds", "sample_seconds")

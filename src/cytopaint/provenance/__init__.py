@@ -1,0 +1,1 @@
+"""Stage 4, provenance (rule ``manifest``): the schema-validated ``manifest.json`` of a repaired section."""
