@@ -26,7 +26,7 @@ import numpy as np
 import zarr
 from scipy import ndimage
 
-from cytopaint.io import volume
+from cytopaint.io import pyramid, writer
 from cytopaint.io.batchfile import TileResult, write_batch
 from cytopaint.blend.stage import blend_section
 
@@ -56,9 +56,9 @@ def fabricate(workdir: Path, size: int, fraction: float, blob_px: float, seed: i
     rng = np.random.default_rng(seed)
     image = synthetic_image(size, rng)
     store = workdir / "section.ome.zarr"
-    volume.create_image(store, image.shape, pixel_size_um=1.0, n_levels=LEVELS, chunks=(CHUNK, CHUNK))
-    volume.write_region(store, image, 0, 0)
-    volume.rebuild_pyramid(store)
+    writer.create_image(store, image.shape, pixel_size_um=1.0, n_levels=LEVELS, chunks=(CHUNK, CHUNK))
+    writer.write_region(store, image, 0, 0)
+    pyramid.rebuild_pyramid(store)
     mask = damage_mask(size, fraction, blob_px, rng)
     border = (TILE - CORE) // 2
     tiles = []

@@ -23,7 +23,7 @@ import yaml
 from cytopaint.models import package as modelpkg
 from cytopaint.diffusion.gaussian import DiffusionConfig
 from cytopaint.diffusion.unet import TINY_64, UNet
-from cytopaint.plan.tiling import PLAN_COLUMNS
+from cytopaint.plan.table import PLAN_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
 

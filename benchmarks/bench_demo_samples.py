@@ -20,7 +20,6 @@ import torch
 
 from cytopaint.models import package as modelpkg
 
-from cytopaint.io import volume
 from cytopaint.diffusion.repaint import RePaintSettings, make_generators, repaint
 from cytopaint.models.patches import load_section
 from cytopaint.qc.cells import cell_stats, detect_cells

@@ -13,15 +13,16 @@ from pathlib import Path
 
 import numpy as np
 
-from cytopaint.io import masks
 
 from cytopaint.models import package as modelpkg
 
-from cytopaint.io import volume
+from cytopaint.io import writer
 from cytopaint.evaluation.sampling import bin_masks
 from cytopaint.plan.stage import TilingConfig, plan_section, read_plan_dir
-from cytopaint.repaint.stage import prepare_tiles
+from cytopaint.plan.ownership import Owners
+from cytopaint.repaint.tiles import prepare_tiles
 from cytopaint.synth import SectionSpec, render_window
+from cytopaint.plan.section import Section
 
 
 def main() -> None:
@@ -34,24 +35,22 @@ def main() -> None:
     model = modelpkg.load("demo")
     with tempfile.TemporaryDirectory() as tmp:
         store = Path(tmp) / "p.ome.zarr"
-        volume.write_section(store, image, pixel_size_um=2.0, n_levels=1, labels={"artifacts": hole.astype(np.uint8)},
+        writer.write_section(store, image, pixel_size_um=2.0, n_levels=1, labels={"artifacts": hole.astype(np.uint8)},
                              chunks=image.shape)
         mask_ref = f"{store}#labels/artifacts"
-        summary = plan_section("p0000", str(store), mask_ref, None, "demo", TilingConfig(), None, Path(tmp) / "plan")
+        summary = plan_section(Section("p0000", str(store), mask_ref), "demo", TilingConfig(), None, Path(tmp) / "plan")
         plan, _ = read_plan_dir(Path(tmp) / "plan")
-        mask, factor = masks.load_mask(mask_ref, volume.read_info(str(store)))
+        section = Section.from_plan(summary)
+        owners = Owners(plan)
         tiles = plan[plan["wave"] == 0]
         print(f"{len(tiles)} tiles of wave 0 ({len(plan)} in {summary['waves']} waves)")
-        for label, mask_arg, kw in (("dask mask, windows read per tile", mask, {}),
-                                    ("mask in memory, windows read per tile", np.asarray(mask), {}),
-                                    ("mask and plane in memory", np.asarray(mask), {"image": image})):
+        for label, source in (("mask (dask) and windows read per tile", section),
+                              ("mask and plane in memory", section.in_memory())):
             start = time.perf_counter()
             for _ in range(args.repeats):
-                prepare_tiles(str(store), None, plan, tiles, mask_arg, factor, [], model.tile_size,
-                              model.normalization, summary["margin_px"], **kw)
+                prepare_tiles(source, owners, tiles, [], model.tile_size, model.normalization)
             per_tile = (time.perf_counter() - start) / args.repeats / len(tiles)
             print(f"{label:<40} {per_tile * 1e3:6.2f} ms per tile")
-
 
 if __name__ == "__main__":
     main()

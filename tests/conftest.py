@@ -11,7 +11,7 @@ import torch
 
 from cytopaint.diffusion.gaussian import DiffusionConfig
 from cytopaint.diffusion.unet import UNet, UNetConfig
-from cytopaint.io.volume import write_section
+from cytopaint.io.writer import write_section
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)  # one thread per xdist worker: oversubscribed cores slow tiny networks 100x

@@ -20,9 +20,10 @@ from ome_zarr.reader import Label, Multiscales, Reader
 from ome_zarr.writer import write_image
 from ome_zarr_models import open_ome_zarr
 
-from cytopaint.io import volume
+from cytopaint.io import pyramid, volume, writer
 from cytopaint.io.batchfile import TileResult, write_batch
-from cytopaint.blend.stage import blend_section, level0_digest
+from cytopaint.blend.stage import blend_section
+from cytopaint.io.digest import level0_digest
 
 CORE, BORDER = 32, 8  # tile cores partition the plane; windows add a border, kept inside the image
 
@@ -115,9 +116,9 @@ def test_blend_composes_owned_pixels_and_rebuilds_touched_pyramid(tmp_path: Path
     assert np.array_equal(got, expected)
     label = level(out, 0, "repaired")
     assert label.dtype == np.uint8 and np.array_equal(label != 0, union)
-    for lv, want in enumerate(full_pyramid(expected, 3, volume.downsample_mean)):
+    for lv, want in enumerate(full_pyramid(expected, 3, pyramid.downsample_mean)):
         assert np.array_equal(level(out, lv), want), lv
-    for lv, want in enumerate(full_pyramid(union.astype(np.uint8), 3, volume.downsample_max)):
+    for lv, want in enumerate(full_pyramid(union.astype(np.uint8), 3, pyramid.downsample_max)):
         assert np.array_equal(level(out, lv, "repaired"), want), lv
     a, b = volume.read_info(src), volume.read_info(out)
     assert (b.dtype, b.chunks, b.shards, b.level_shapes, b.ngff, b.scale_um) == (
@@ -160,12 +161,12 @@ def test_stack_planes_and_shards(tmp_path: Path, stack: bool, shards: tuple[int,
     (a sharded stack's shard codec names a 3-D inner chunk, so its plane is re-encoded)."""
     src = tmp_path / "in.ome.zarr"
     shape, size = ((3, 128, 96), (20.0, 1.0, 1.0)) if stack else ((128, 96), (1.0, 1.0))
-    volume.create_image(src, shape, pixel_size_um=size, n_levels=3, chunks=(16, 16), shards=shards)
+    writer.create_image(src, shape, pixel_size_um=size, n_levels=3, chunks=(16, 16), shards=shards)
     planes = [blob_image((128, 96), seed=k) for k in range(3)]
     planes[1][:64, :32] = 0  # stored as missing blocks
     for k, p in enumerate(planes if stack else planes[1:2]):
-        volume.write_region(src, p, 0, 0, z=k if stack else None)
-    volume.rebuild_pyramid(src)
+        writer.write_region(src, p, 0, 0, z=k if stack else None)
+    pyramid.rebuild_pyramid(src)
     files, expected, union = fabricate_batches(tmp_path, planes[1], n_files=1, seed=3)
     out = tmp_path / "repaired.ome.zarr"
     before = snapshot(src)
@@ -175,7 +176,7 @@ def test_stack_planes_and_shards(tmp_path: Path, stack: bool, shards: tuple[int,
     assert info.axes == "yx" and info.chunks == (16, 16) and info.shards == shards
     assert info.pixel_size_um == (1.0, 1.0) and info.n_levels == 3
     assert np.array_equal(level(out, 0), expected)
-    for lv, want in enumerate(full_pyramid(expected, 3, volume.downsample_mean)):
+    for lv, want in enumerate(full_pyramid(expected, 3, pyramid.downsample_mean)):
         assert np.array_equal(level(out, lv), want), lv
     assert np.array_equal(level(out, 0, "repaired") != 0, union)
     assert receipt["copied_encoded"] == [encoded] * 3
@@ -205,7 +206,7 @@ def test_foreign_input_is_reencoded_and_its_pyramid_kept_where_untouched(tmp_pat
     how = "copied where untouched, rebuilt where touched" if halving else "rebuilt from level 0"
     assert receipt["pyramid"] == how
     for lv in (1, 2):  # a coarse block is the input's, or recomputed from the output's finer level
-        got, rebuilt = level(out, lv), volume.downsample_mean(level(out, lv - 1))
+        got, rebuilt = level(out, lv), pyramid.downsample_mean(level(out, lv - 1))
         kept = level(src, lv) if halving else rebuilt
         f = 32 * 2**lv  # level-0 pixels per block side at this level
         for i in range(0, got.shape[0], 32):
@@ -252,8 +253,8 @@ def test_bad_tiles_are_refused(tmp_path: Path, y0: int, x0: int, dtype: type, me
 KILL_MIDWAY = """
 import os, signal, sys
 from cytopaint.blend import stage as blend
-from cytopaint.io import volume
-volume.downsample_max = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)  # dies after level 0
+from cytopaint.io import pyramid
+pyramid.downsample_max = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)  # dies after level 0
 blend.blend_section(sys.argv[1], None, sys.argv[3:], sys.argv[2], window_px=32)
 """
 
@@ -267,7 +268,7 @@ def test_a_killed_run_leaves_no_output_and_a_rerun_starts_clean(tmp_path: Path, 
     assert killed.returncode == -signal.SIGKILL
     assert not out.exists() and (partial / "repaired.ome.zarr" / "0").is_dir()
 
-    monkeypatch.setattr(volume, "downsample_max", lambda *a, **k: sys.exit("stopped"))
+    monkeypatch.setattr(pyramid, "downsample_max", lambda *a, **k: sys.exit("stopped"))
     with pytest.raises(SystemExit):
         blend_section(str(src), None, files, out)
     assert not out.exists() and not partial.exists()  # cleaned up on the way out

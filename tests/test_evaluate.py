@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from cytopaint.io import masks
+from cytopaint.morphology import dilate
 
 from cytopaint.models import package as modelpkg
 from cytopaint.io.batchfile import read_batch
@@ -22,10 +22,12 @@ from cytopaint.evaluation.ddpm import repair_patches
 from cytopaint.evaluation.harness import EvaluationSettings, evaluate, run_from_files
 from cytopaint.evaluation.sampling import bin_masks, sample_patches
 from cytopaint.plan.stage import TilingConfig, plan_section, read_plan_dir
-from cytopaint.repaint.stage import RepaintConfig, batch_dependencies, run_batch
+from cytopaint.plan.ownership import batch_dependencies
+from cytopaint.repaint.stage import RepaintConfig, run_batch
 from cytopaint.io.sections import read_sections
 from cytopaint.synth.stack import write_synthetic_stack
-from cytopaint.io import volume
+from cytopaint.io import volume, writer
+from cytopaint.plan.section import Section
 
 from conftest import TINY, blob_image
 
@@ -92,22 +94,22 @@ def test_ddpm_repair_equals_the_workflow_jobs(tmp_path: Path, packages: dict[str
                                     batch_size=64, progress=False)
     assert timing["tiles"] == sum(r.tiles for r in pooled) > 0
     for i, (image, hole, r) in enumerate(zip(images, holes, pooled, strict=True)):
-        region = masks.dilate(hole, 2.0)
+        region = dilate(hole, 2.0)
         assert r.unrepaired_px == 0 and np.array_equal(r.region, region)
         assert np.array_equal(r.image[~region], image[~region])  # outside the region: bit-identical
         assert (r.image[region] != image[region]).mean() > 0.5
         # the same patch through the workflow's per-batch jobs and blend
         store = tmp_path / f"w{i}.ome.zarr"
-        volume.write_section(store, image, pixel_size_um=2.0, n_levels=1, labels={"artifacts": hole.astype(np.uint8)},
+        writer.write_section(store, image, pixel_size_um=2.0, n_levels=1, labels={"artifacts": hole.astype(np.uint8)},
                              chunks=(48, 48))
         mask_ref = f"{store}#labels/artifacts"
-        plan_section(f"p{i:04d}", str(store), mask_ref, None, packages["ddpm"], TILING, None, tmp_path / f"plan{i}")
+        plan_section(Section(f"p{i:04d}", str(store), mask_ref), packages["ddpm"], TILING, None, tmp_path / f"plan{i}")
         plan, summary = read_plan_dir(tmp_path / f"plan{i}")
         deps, files = batch_dependencies(plan), {}
         for b in summary["batches"]:
             files[b] = tmp_path / f"b{i}_{b}.npz"
-            run_batch(str(store), mask_ref, None, plan, b, [files[d] for d in deps[b]], packages["ddpm"], FAST,
-                      summary["margin_px"], files[b], progress=False)
+            run_batch(Section(f"p{i:04d}", str(store), mask_ref).planned(summary), plan, b, [files[d] for d in deps[b]],
+                      packages["ddpm"], FAST, files[b], progress=False)
         blend_section(str(store), None, list(files.values()), tmp_path / f"out{i}.ome.zarr")
         assert np.array_equal(np.asarray(volume.open_level(tmp_path / f"out{i}.ome.zarr", 0)), r.image)
         assert read_batch(files[summary["batches"][0]])[0][0].meta["seed"] == int(plan["seed"].iat[0])

@@ -8,30 +8,31 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from cytopaint.io import volume
-from cytopaint.io.masks import components, dilate, load_mask, upsample_window
+from cytopaint.io import pyramid, volume, writer
+from cytopaint.io.masks import load_mask
+from cytopaint.morphology import components, dilate, upsample_window
 
 
 def make_image(tmp_path: Path, shape: tuple[int, ...] = (64, 48), px: float | tuple = 1.0) -> volume.ImageInfo:
-    return volume.create_image(tmp_path / "img.ome.zarr", shape, pixel_size_um=px, chunks=(16, 16), n_levels=3)
+    return writer.create_image(tmp_path / "img.ome.zarr", shape, pixel_size_um=px, chunks=(16, 16), n_levels=3)
 
 
 def make_mask(tmp_path: Path, data: np.ndarray, px: float | tuple[float, ...], name: str = "mask.ome.zarr") -> str:
     path = str(tmp_path / name)
-    volume.create_image(path, data.shape, pixel_size_um=px, chunks=(16, 16), n_levels=2)
+    writer.create_image(path, data.shape, pixel_size_um=px, chunks=(16, 16), n_levels=2)
     for z, plane in enumerate(data if data.ndim == 3 else [data]):
-        volume.write_region(path, plane, 0, 0, z=z if data.ndim == 3 else None)
-    volume.rebuild_pyramid(path)
+        writer.write_region(path, plane, 0, 0, z=z if data.ndim == 3 else None)
+    pyramid.rebuild_pyramid(path)
     return path
 
 
 def test_load_mask_from_image_labels(tmp_path: Path) -> None:
     info = make_image(tmp_path)
-    volume.create_label(info.path, "artifacts")
+    writer.create_label(info.path, "artifacts")
     values = np.zeros((64, 48), np.uint8)
     values[10:20, 5:9] = 3  # label values may encode the artifact class
-    volume.write_region(info.path, values, 0, 0, label="artifacts")
-    volume.rebuild_pyramid(info.path, label="artifacts")
+    writer.write_region(info.path, values, 0, 0, label="artifacts")
+    pyramid.rebuild_pyramid(info.path, label="artifacts")
     mask, factor = load_mask(info.path + "#labels/artifacts", info)
     assert isinstance(mask, da.Array) and mask.dtype == bool and factor == (1, 1)
     np.testing.assert_array_equal(mask.compute(), values > 0)

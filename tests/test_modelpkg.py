@@ -11,7 +11,8 @@ import torch
 
 from cytopaint.models import package as modelpkg
 from cytopaint.diffusion.gaussian import DiffusionConfig
-from cytopaint.models.package import ModelPackageError, Normalization
+from cytopaint.models.normalization import Normalization
+from cytopaint.models.package import ModelPackageError
 
 TRAINING = {"command": "cytopaint train --steps 1", "data": ["synthetic"], "seed": 0, "code_version": "test"}
 

@@ -13,13 +13,15 @@ from test_qc_report import build_section, repaint_all, run_qc
 
 from cytopaint.models import package as modelpkg
 
-from cytopaint.plan import tiling
+from cytopaint.plan.table import read_plan, write_plan
 
 from cytopaint.io import volume
-from cytopaint.blend.stage import blend_section, level0_digest
+from cytopaint.blend.stage import blend_section
+from cytopaint.io.digest import level0_digest
 from cytopaint.cli import main
 from cytopaint.provenance.manifest import (VOLATILE_JOB_KEYS, build_manifest, config_hash, plan_from_manifest, stable_view,
                                   validate_manifest, write_manifest)
+from cytopaint.plan.section import Section
 
 CONFIG = {"sections": "data/sections.tsv", "results": "results", "model": "m",
           "tiling": {"margin_um": 2, "min_known": 0.2, "max_batch": 2, "seed": 0},
@@ -27,7 +29,7 @@ CONFIG = {"sections": "data/sections.tsv", "results": "results", "model": "m",
 
 
 def make_manifest(b: dict, config: dict = CONFIG) -> dict:
-    return build_manifest(b["section"], sections_table=b["sections"], image_ref=b["image"], mask_ref=b["mask"], z=None,
+    return build_manifest(Section(b["section"], b["image"], b["mask"]), sections_table=b["sections"],
                           plan_dir=b["out"] / "plan", batch_files=b["batches"], receipt_path=b["out"] / "blend.json",
                           qc_summary_path=b["out"] / "qc" / "summary.json", config=config, progress=False)
 
@@ -48,7 +50,7 @@ def section(tmp_path_factory) -> dict:
 def test_the_manifest_records_the_run(section: dict) -> None:
     m = section["manifest"]
     validate_manifest(m)
-    plan = tiling.read_plan(section["out"] / "plan" / "tiles.tsv")
+    plan = read_plan(section["out"] / "plan" / "tiles.tsv")
     assert [t["tile"] for t in m["tiles"]] == plan["tile"].tolist()
     assert [t["seed"] for t in m["tiles"]] == plan["seed"].tolist()
     assert all(t["nfe"] == 2 and 0 < t["generated_px"] <= t["n_owned"] for t in m["tiles"] if t["batch"] >= 0)
@@ -101,9 +103,10 @@ def test_replaying_the_manifest_seeds_reproduces_the_pixels(section: dict, tmp_p
     m = section["manifest"]
     plan_dir = tmp_path / "plan"
     plan_dir.mkdir()
-    tiling.write_plan(plan_from_manifest(m), plan_dir / "tiles.tsv")
+    write_plan(plan_from_manifest(m), plan_dir / "tiles.tsv")
     (plan_dir / "plan.json").write_text(json.dumps(m["plan"]))
-    batches = repaint_all(section["image"], section["mask"], plan_dir, m["model"]["path"], tmp_path / "batches")
+    batches = repaint_all(Section("s0", section["image"], section["mask"]), plan_dir, m["model"]["path"],
+                          tmp_path / "batches")
     receipt = blend_section(section["image"], None, batches, tmp_path / "replay.ome.zarr")
     assert receipt["sha256_level0"] == m["output"]["sha256_level0"]
     original = np.asarray(volume.open_level(m["output"]["path"]))
@@ -113,9 +116,9 @@ def test_replaying_the_manifest_seeds_reproduces_the_pixels(section: dict, tmp_p
 def test_batches_that_disagree_with_the_plan_are_refused(section: dict, tmp_path: Path) -> None:
     plan_dir = tmp_path / "plan"
     shutil.copytree(section["out"] / "plan", plan_dir)
-    plan = tiling.read_plan(plan_dir / "tiles.tsv")
+    plan = read_plan(plan_dir / "tiles.tsv")
     plan.loc[0, "seed"] += 1
-    tiling.write_plan(plan, plan_dir / "tiles.tsv")
+    write_plan(plan, plan_dir / "tiles.tsv")
     b = {**section, "out": tmp_path}
     shutil.copy(section["out"] / "blend.json", tmp_path / "blend.json")
     shutil.copytree(section["out"] / "qc", tmp_path / "qc")

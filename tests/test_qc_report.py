@@ -17,7 +17,7 @@ from PIL import Image
 
 from cytopaint.models import package as modelpkg
 
-from cytopaint.plan import tiling
+from cytopaint.plan.table import read_plan
 from cytopaint.blend.stage import blend_section
 from cytopaint.cli import main
 from cytopaint.diffusion.gaussian import DiffusionConfig
@@ -25,7 +25,9 @@ from cytopaint.diffusion.unet import UNet
 from cytopaint.plan.stage import TilingConfig, plan_section, read_plan_dir
 from cytopaint.qc.metrics import METRIC_COLUMNS, QCSettings
 from cytopaint.qc.report import qc_section
-from cytopaint.repaint.stage import RepaintConfig, batch_dependencies, run_batch
+from cytopaint.plan.ownership import batch_dependencies
+from cytopaint.repaint.stage import RepaintConfig, run_batch
+from cytopaint.plan.section import Section
 
 FAST = RepaintConfig(jump_length=1, jump_n_sample=1, steps=2)
 
@@ -41,14 +43,14 @@ def tiny_model(path: Path) -> str:
     return str(path)
 
 
-def repaint_all(image: str, mask: str, plan_dir: Path, model: str, out_dir: Path) -> list[Path]:
+def repaint_all(section: Section, plan_dir: Path, model: str, out_dir: Path) -> list[Path]:
     """Run every batch of a plan (earlier waves first); returns the batch files."""
     plan, summary = read_plan_dir(plan_dir)
     deps = batch_dependencies(plan)
     files = {}
     for b in summary["batches"]:
         files[b] = out_dir / f"batch_{b}.npz"
-        run_batch(image, mask, None, plan, b, [files[d] for d in deps[b]], model, FAST, summary["margin_px"], files[b],
+        run_batch(section.planned(summary), plan, b, [files[d] for d in deps[b]], model, FAST, files[b],
                   progress=False)
     return list(files.values())
 
@@ -67,9 +69,9 @@ def build_section(root: Path, section: str = "s0", holes=((20, 26, 10, 12),), mo
                                     [(section, f"{section}.ome.zarr", f"{section}.ome.zarr#labels/artifacts")])
     mask = f"{image}#labels/artifacts"
     out = root / "results" / "sections" / section
-    plan_section(section, str(image), mask, None, model, TilingConfig(margin_um=2, min_known=0.2, max_batch=2), None,
+    plan_section(Section(section, str(image), mask), model, TilingConfig(margin_um=2, min_known=0.2, max_batch=2), None,
                  out / "plan")
-    batches = repaint_all(str(image), mask, out / "plan", model, out / "batches")
+    batches = repaint_all(Section(section, str(image), mask), out / "plan", model, out / "batches")
     receipt = blend_section(str(image), None, batches, out / "repaired.ome.zarr")
     (out / "blend.json").write_text(json.dumps({**receipt, "section": section}))
     return {"root": root, "section": section, "image": str(image), "mask": mask, "sections": sections, "out": out,
@@ -77,7 +79,7 @@ def build_section(root: Path, section: str = "s0", holes=((20, 26, 10, 12),), mo
 
 
 def run_qc(b: dict, out_dir: Path | None = None, settings: QCSettings | None = None) -> dict:
-    return qc_section(b["section"], b["image"], b["mask"], None, b["out"] / "plan", b["out"] / "blend.json",
+    return qc_section(Section(b["section"], b["image"], b["mask"]), b["out"] / "plan", b["out"] / "blend.json",
                       out_dir or b["out"] / "qc", settings, progress=False)
 
 
@@ -89,7 +91,7 @@ def built(tmp_path_factory) -> dict:
 
 
 def test_metrics_cover_every_tile_of_the_plan(built: dict) -> None:
-    plan = tiling.read_plan(built["out"] / "plan" / "tiles.tsv")
+    plan = read_plan(built["out"] / "plan" / "tiles.tsv")
     m = pd.read_csv(built["out"] / "qc" / "metrics.tsv", sep="\t", keep_default_na=False, na_values=[""])
     assert m["tile"].tolist() == plan["tile"].tolist() and len(m) >= 4
     assert set(METRIC_COLUMNS) <= set(m.columns) and {"severity", "flags", "flag_reasons", "review"} <= set(m.columns)
@@ -115,7 +117,7 @@ def test_report_is_self_contained_with_every_tile(built: dict) -> None:
     assert not re.search(r"<link|<script\s+src|@import|url\(", page)
     hrefs = _attrs(page, "href")
     assert all(h.startswith("#tile-") or h in ("metrics.tsv", "../manifest.json") for h in hrefs)
-    plan = tiling.read_plan(built["out"] / "plan" / "tiles.tsv")
+    plan = read_plan(built["out"] / "plan" / "tiles.tsv")
     for tile in plan["tile"]:
         assert f'id="tile-{tile}"' in page and f'href="#tile-{tile}"' in page
     assert len(srcs) == 2 + 5 * len(plan)  # overview (repaired, input) + 5 views per tile
@@ -137,12 +139,12 @@ def test_report_shows_review_status_and_seed_lineage(built: dict, tmp_path: Path
     plan_dir = tmp_path / "plan"
     shutil.copytree(built["out"] / "plan", plan_dir)
     info = json.loads((plan_dir / "plan.json").read_text())
-    tile = tiling.read_plan(plan_dir / "tiles.tsv").iloc[0]
+    tile = read_plan(plan_dir / "tiles.tsv").iloc[0]
     info["review"] = {"table": "review.tsv", "sha256": "0" * 64, "tiles": {tile.tile: {
         "status": "regenerated", "round": 1, "seeds": [int(tile.seed), 12345],
         "decisions": [{"decision": "reject", "note": "blurred cells", "line": 2}]}}}
     (plan_dir / "plan.json").write_text(json.dumps(info))
-    qc_section("s0", built["image"], built["mask"], None, plan_dir, built["out"] / "blend.json", tmp_path / "qc",
+    qc_section(Section("s0", built["image"], built["mask"]), plan_dir, built["out"] / "blend.json", tmp_path / "qc",
                progress=False)
     page = (tmp_path / "qc" / "report.html").read_text()
     card = page[page.index(f'id="tile-{tile.tile}"'):]

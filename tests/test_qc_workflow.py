@@ -16,11 +16,12 @@ import yaml
 from conftest import make_section, write_sections_table
 from test_qc_report import tiny_model
 
-from cytopaint.plan import tiling
+from cytopaint.plan.seeds import tile_seed
+from cytopaint.plan.table import read_plan
 
 from cytopaint.io import volume
 from cytopaint.provenance.manifest import validate_manifest
-from cytopaint.repaint.stage import batch_dependencies
+from cytopaint.plan.ownership import batch_dependencies
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "Snakefile"
@@ -83,7 +84,7 @@ def test_qc_manifests_and_a_review_round(tmp_path: Path) -> None:
     assert "s1" in (results / "qc" / "index.html").read_text()
 
     # reject one tile of s1 whose batch no later batch takes context from
-    plan = tiling.read_plan(results / "sections" / "s1" / "plan" / "tiles.tsv")
+    plan = read_plan(results / "sections" / "s1" / "plan" / "tiles.tsv")
     deps = batch_dependencies(plan)
     free = [b for b in deps if not any(b in d for d in deps.values())]
     tile = plan[plan["batch"] == free[-1]].iloc[0]
@@ -107,7 +108,7 @@ def test_qc_manifests_and_a_review_round(tmp_path: Path) -> None:
     m = json.loads((results / "sections" / "s1" / "manifest.json").read_text())
     record = next(t for t in m["tiles"] if t["tile"] == tile.tile)["review"]
     assert record["status"] == "regenerated" and record["round"] == 1
-    assert record["seeds"] == [tiling.tile_seed(0, "s1", int(tile.row), int(tile.col), round=k) for k in (0, 1)]
+    assert record["seeds"] == [tile_seed(0, "s1", int(tile.row), int(tile.col), round=k) for k in (0, 1)]
     assert record["decisions"][0]["note"] == "ghost cells at the seam"
     assert m["review"]["decisions"][tile.tile][0]["decision"] == "reject"
     report = (results / "sections" / "s1" / "qc" / "report.html").read_text()

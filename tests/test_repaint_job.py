@@ -11,13 +11,15 @@ from conftest import make_section
 
 from cytopaint.models import package as modelpkg
 
-from cytopaint.plan import tiling
+from cytopaint.plan.ownership import dilated_window
 
-from cytopaint.io import volume
+from cytopaint.io import volume, writer
 from cytopaint.io.batchfile import read_batch
 from cytopaint.diffusion.gaussian import DiffusionConfig
 from cytopaint.plan.stage import TilingConfig, plan_section, read_plan_dir
-from cytopaint.repaint.stage import RepaintConfig, batch_dependencies, run_batch
+from cytopaint.plan.ownership import batch_dependencies
+from cytopaint.repaint.stage import RepaintConfig, run_batch
+from cytopaint.plan.section import Section
 
 FAST = RepaintConfig(jump_length=2, jump_n_sample=2, steps=6)
 TRAINING = {"command": "test", "data": [], "seed": 0, "code_version": "test"}
@@ -41,8 +43,8 @@ def _run_all(section: Path, model: str, plan_dir: Path, out_dir: Path, config: R
     files = {}
     for b in summary["batches"]:
         files[b] = out_dir / f"batch_{b}.npz"
-        run_batch(str(section), f"{section}#labels/artifacts", None, plan, b, [files[d] for d in deps[b]], model,
-                  config, summary["margin_px"], files[b], progress=False)
+        run_batch(Section.from_plan(summary), plan, b, [files[d] for d in deps[b]], model, config, files[b],
+                  progress=False)
     return files
 
 
@@ -61,13 +63,13 @@ def _compose(section: Path, files: dict[int, Path]) -> tuple[np.ndarray, np.ndar
 
 def test_plan_and_batches_repair_exactly_the_dilated_mask(section: Path, model: str, tmp_path: Path) -> None:
     cfg = TilingConfig(margin_um=2, max_batch=2)
-    summary = plan_section("s", str(section), f"{section}#labels/artifacts", None, model, cfg, None, tmp_path / "plan")
+    summary = plan_section(Section("s", str(section), f"{section}#labels/artifacts"), model, cfg, None, tmp_path / "plan")
     assert summary["tile_size"] == 16 and summary["margin_px"] == 2 and summary["batches"]
     files = _run_all(section, model, tmp_path / "plan", tmp_path / "b")
     out, owned = _compose(section, files)
     image = np.asarray(volume.open_level(str(section)))
     mask = np.asarray(volume.open_level(f"{section}#labels/artifacts")) > 0
-    dilated = tiling.dilated_window(mask, 1, mask.shape, 2, 0, 0, *mask.shape)
+    dilated = dilated_window(mask, 1, mask.shape, 2, 0, 0, *mask.shape)
     assert np.array_equal(owned, dilated)  # every dilated-mask pixel generated, nothing else
     assert np.array_equal(out[~owned], image[~owned])
     assert (out[owned] != image[owned]).mean() > 0.5
@@ -78,7 +80,7 @@ def test_plan_and_batches_repair_exactly_the_dilated_mask(section: Path, model: 
 def test_tile_results_do_not_depend_on_batching_and_reruns_are_identical(section: Path, model: str,
                                                                         tmp_path: Path) -> None:
     for name, max_batch in (("a", 8), ("b", 1), ("c", 1)):
-        plan_section("s", str(section), f"{section}#labels/artifacts", None, model,
+        plan_section(Section("s", str(section), f"{section}#labels/artifacts"), model,
                      TilingConfig(margin_um=2, max_batch=max_batch), None, tmp_path / name / "plan")
     outs = [_compose(section, _run_all(section, model, tmp_path / n / "plan", tmp_path / n / "b"))[0] for n in "abc"]
     assert np.array_equal(outs[0], outs[1]) and np.array_equal(outs[1], outs[2])
@@ -87,7 +89,7 @@ def test_tile_results_do_not_depend_on_batching_and_reruns_are_identical(section
 def test_another_global_seed_changes_the_result(section: Path, model: str, tmp_path: Path) -> None:
     outs = []
     for seed in (0, 1):
-        plan_section("s", str(section), f"{section}#labels/artifacts", None, model, TilingConfig(margin_um=2, seed=seed),
+        plan_section(Section("s", str(section), f"{section}#labels/artifacts"), model, TilingConfig(margin_um=2, seed=seed),
                      None, tmp_path / str(seed))
         outs.append(_compose(section, _run_all(section, model, tmp_path / str(seed), tmp_path / f"b{seed}"))[0])
     assert not np.array_equal(*outs)
@@ -95,7 +97,7 @@ def test_another_global_seed_changes_the_result(section: Path, model: str, tmp_p
 
 def test_large_hole_is_peeled_in_waves_using_earlier_results(tmp_path: Path, model: str) -> None:
     section = make_section(tmp_path / "big.ome.zarr", (64, 64), holes=[(12, 12, 40, 40)])
-    summary = plan_section("big", str(section), f"{section}#labels/artifacts", None, model,
+    summary = plan_section(Section("big", str(section), f"{section}#labels/artifacts"), model,
                            TilingConfig(margin_um=0, min_known=0.2), None, tmp_path / "plan")
     assert summary["waves"] >= 2
     plan, _ = read_plan_dir(tmp_path / "plan")
@@ -107,13 +109,13 @@ def test_large_hole_is_peeled_in_waves_using_earlier_results(tmp_path: Path, mod
     # a later batch without its dependencies is refused
     late = next(b for b, d in deps.items() if d)
     with pytest.raises(ValueError, match="missing"):
-        run_batch(str(section), f"{section}#labels/artifacts", None, plan, late, [], model, FAST, 0,
+        run_batch(Section("big", str(section), f"{section}#labels/artifacts", margin_px=0), plan, late, [], model, FAST,
                   tmp_path / "x.npz", progress=False)
 
 
 def test_section_without_artifacts_has_an_empty_plan(tmp_path: Path, model: str) -> None:
     section = make_section(tmp_path / "clean.ome.zarr", (64, 64))
-    summary = plan_section("clean", str(section), f"{section}#labels/artifacts", None, model, TilingConfig(), None,
+    summary = plan_section(Section("clean", str(section), f"{section}#labels/artifacts"), model, TilingConfig(), None,
                            tmp_path / "plan")
     assert summary["tiles"] == 0 and summary["batches"] == []
 
@@ -123,27 +125,26 @@ def test_bad_inputs_fail_before_any_sampling(tmp_path: Path, model: str, tiny_ne
     mask = f"{section}#labels/artifacts"
     cfg = TilingConfig()
     with pytest.raises(ValueError, match="section id"):
-        plan_section("bad id!", str(section), mask, None, model, cfg, None, tmp_path / "p")
+        plan_section(Section("bad id!", str(section), mask), model, cfg, None, tmp_path / "p")
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        plan_section("s", str(tmp_path / "missing.ome.zarr"), mask, None, model, cfg, None, tmp_path / "p")
+        plan_section(Section("s", str(tmp_path / "missing.ome.zarr"), mask), model, cfg, None, tmp_path / "p")
     other = make_section(tmp_path / "o.ome.zarr", (64, 96), holes=[(1, 1, 4, 4)])
     with pytest.raises(ValueError, match="extent"):
-        plan_section("s", str(section), f"{other}#labels/artifacts", None, model, cfg, None, tmp_path / "p")
+        plan_section(Section("s", str(section), f"{other}#labels/artifacts"), model, cfg, None, tmp_path / "p")
     coarse = make_section(tmp_path / "c.ome.zarr", (64, 64), pixel_size_um=2.0)
     with pytest.raises(ValueError, match="pixel size"):
-        plan_section("c", str(coarse), f"{coarse}#labels/artifacts", None, model, cfg, None, tmp_path / "p")
-    volume.write_section(tmp_path / "u16.ome.zarr", np.full((64, 64), 1000, np.uint16), pixel_size_um=1.0, n_levels=2,
+        plan_section(Section("c", str(coarse), f"{coarse}#labels/artifacts"), model, cfg, None, tmp_path / "p")
+    writer.write_section(tmp_path / "u16.ome.zarr", np.full((64, 64), 1000, np.uint16), pixel_size_um=1.0, n_levels=2,
                          labels={"artifacts": np.ones((64, 64), np.uint8)}, chunks=(32, 32))
     with pytest.raises(ValueError, match="uint16"):
-        plan_section("u", str(tmp_path / "u16.ome.zarr"), f"{tmp_path / 'u16.ome.zarr'}#labels/artifacts", None,
-                     model, cfg, None, tmp_path / "p")
+        plan_section(Section("u", str(tmp_path / "u16.ome.zarr"), f"{tmp_path / 'u16.ome.zarr'}#labels/artifacts"), model, cfg, None, tmp_path / "p")
     # with a normalisation setting the uint16 image is accepted
-    plan_section("u", str(tmp_path / "u16.ome.zarr"), f"{tmp_path / 'u16.ome.zarr'}#labels/artifacts", None, model,
+    plan_section(Section("u", str(tmp_path / "u16.ome.zarr"), f"{tmp_path / 'u16.ome.zarr'}#labels/artifacts"), model,
                  cfg, {"input_range": [0, 4095]}, tmp_path / "p16")
 
 
 def test_known_pixels_of_the_batch_file_equal_the_context(section: Path, model: str, tmp_path: Path) -> None:
-    plan_section("s", str(section), f"{section}#labels/artifacts", None, model, TilingConfig(margin_um=2), None,
+    plan_section(Section("s", str(section), f"{section}#labels/artifacts"), model, TilingConfig(margin_um=2), None,
                  tmp_path / "plan")
     files = _run_all(section, model, tmp_path / "plan", tmp_path / "b", replace(FAST, steps=4))
     image = np.asarray(volume.open_level(str(section)))

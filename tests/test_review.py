@@ -12,12 +12,15 @@ from conftest import make_section, write_sections_table
 
 from cytopaint.models import package as modelpkg
 
-from cytopaint.plan import tiling
+from cytopaint.plan.seeds import tile_seed
+from cytopaint.plan.table import STATUS_INSUFFICIENT, read_plan
+from cytopaint.plan.tiling import plan_tiles
 from cytopaint.cli import main
 from cytopaint.diffusion.gaussian import DiffusionConfig
 from cytopaint.plan.stage import TilingConfig, plan_section
 from cytopaint.plan.review import (HEADER, apply_review, batch_fingerprints, check_sections, read_review, section_params,
                               tile_status)
+from cytopaint.plan.section import Section
 
 
 def _table(tmp_path: Path, rows: list[str], header: str = HEADER + "\treviewer") -> Path:
@@ -31,7 +34,7 @@ def plan() -> pd.DataFrame:
     mask = np.zeros((64, 64), dtype=np.uint8)
     mask[10:30, 10:40] = 1
     mask[50:54, 50:54] = 1
-    return tiling.plan_tiles(mask, factor=1, shape=(64, 64), tile_size=16, section="s1", seed=7, margin_px=1,
+    return plan_tiles(mask, factor=1, shape=(64, 64), tile_size=16, section="s1", seed=7, margin_px=1,
                              min_known=0.2, max_batch=2)
 
 
@@ -76,7 +79,7 @@ def test_rejections_reseed_from_the_previous_round(tmp_path: Path, plan) -> None
     table = read_review(_table(tmp_path, [f"s1\t{t.tile}\treject\ttoo dark\t", f"s1\t{t.tile}\treject\tseam\t",
                                           f"s1\t{other.tile}\taccept\tfine\t", f"s2\t{t.tile}\treject\t\t"]))
     out, record = apply_review(plan, table, "s1", 7)
-    seeds = [tiling.tile_seed(7, "s1", int(t.row), int(t.col), round=k) for k in range(3)]
+    seeds = [tile_seed(7, "s1", int(t.row), int(t.col), round=k) for k in range(3)]
     assert seeds[0] == t.seed and len(set(seeds)) == 3
     assert record["tiles"][t.tile] == {"status": "regenerated", "round": 2, "seeds": seeds, "decisions": [
         {"decision": "reject", "note": "too dark", "line": 3, "reviewer": ""},
@@ -100,7 +103,7 @@ def test_decisions_on_missing_or_unrepaired_tiles_are_errors(tmp_path: Path, pla
     with pytest.raises(ValueError, match=r"review.tsv:3: section s1 has no tile r00099c00000 in its plan"):
         apply_review(plan, read_review(_table(tmp_path, ["s1\tr00099c00000\treject\t\t"])), "s1", 7)
     short = plan.copy()
-    short.loc[0, ["wave", "batch", "status"]] = [-1, -1, tiling.STATUS_INSUFFICIENT]
+    short.loc[0, ["wave", "batch", "status"]] = [-1, -1, STATUS_INSUFFICIENT]
     with pytest.raises(ValueError, match="was not repainted"):
         apply_review(short, read_review(_table(tmp_path, [f"s1\t{plan.tile[0]}\treject\t\t"])), "s1", 7)
 
@@ -137,9 +140,9 @@ def model(tmp_path: Path, tiny_net) -> str:
 def test_the_plan_step_applies_the_review_table(tmp_path: Path, model: str, capsys) -> None:
     section = make_section(tmp_path / "s1.ome.zarr", (64, 64), holes=[(20, 20, 14, 18)])
     mask = f"{section}#labels/artifacts"
-    plain = plan_section("s1", str(section), mask, None, model, TilingConfig(margin_um=2), None, tmp_path / "a")
+    plain = plan_section(Section("s1", str(section), mask), model, TilingConfig(margin_um=2), None, tmp_path / "a")
     assert plain["review"] == {"table": None, "sha256": None, "tiles": {}}
-    tile = tiling.read_plan(tmp_path / "a" / "tiles.tsv").iloc[0]
+    tile = read_plan(tmp_path / "a" / "tiles.tsv").iloc[0]
     table = _table(tmp_path, [f"s1\t{tile.tile}\treject\tblurred\t"])
     sections = write_sections_table(tmp_path / "sections.tsv", [("s1", "s1.ome.zarr", "s1.ome.zarr#labels/artifacts")])
     args = ["plan", "--sections", str(sections), "--section", "s1", "--model", model, "--tiling",
@@ -147,7 +150,7 @@ def test_the_plan_step_applies_the_review_table(tmp_path: Path, model: str, caps
     assert main([*args, "--review", str(table)]) == 0
     reviewed = json.loads((tmp_path / "b" / "plan.json").read_text())["review"]
     assert reviewed["tiles"][tile.tile]["seeds"][0] == tile.seed
-    new = tiling.read_plan(tmp_path / "b" / "tiles.tsv")
+    new = read_plan(tmp_path / "b" / "tiles.tsv")
     assert new.loc[new.tile == tile.tile, "seed"].item() == reviewed["tiles"][tile.tile]["seeds"][1] != tile.seed
     capsys.readouterr()
     assert main([*args, "--review", str(_table(tmp_path, ["s1\tr00042c00042\treject\t\t"]))]) == 2

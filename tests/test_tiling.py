@@ -10,21 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cytopaint.plan.tiling import (
-    PLAN_COLUMNS,
-    STATUS_INSUFFICIENT,
-    STATUS_OK,
-    STATUS_RELAXED,
-    coarse_dilation,
-    dilated_window,
-    known_mask,
-    owned_mask,
-    plan_tiles,
-    read_plan,
-    tile_seed,
-    tile_seeds,
-    write_plan,
-)
+from cytopaint.plan.coarse import coarse_dilation
+from cytopaint.plan.ownership import dilated_window, known_mask, owned_mask
+from cytopaint.plan.seeds import tile_seed, tile_seeds
+from cytopaint.plan.table import PLAN_COLUMNS, STATUS_INSUFFICIENT, STATUS_OK, STATUS_RELAXED, read_plan, write_plan
+from cytopaint.plan.tiling import plan_tiles
 
 
 def blobs(shape: tuple[int, int], n: int, rng: np.random.Generator, max_r: int = 4) -> np.ndarray:
@@ -182,7 +172,7 @@ def test_image_smaller_than_tile():
 def test_seeds_stable_and_distinct():
     seed = tile_seed(42, "B0042", 3, 7)
     assert 0 <= seed < 2**63
-    code = "from cytopaint.plan.tiling import tile_seed; print(tile_seed(42, 'B0042', 3, 7))"
+    code = "from cytopaint.plan.seeds import tile_seed; print(tile_seed(42, 'B0042', 3, 7))"
     other = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
                            env={"PYTHONHASHSEED": "123"})
     assert int(other.stdout) == seed

@@ -17,7 +17,7 @@ from conftest import TINY, make_section, write_sections_table
 from cytopaint.models import package as modelpkg
 from cytopaint.diffusion.gaussian import DiffusionConfig
 from cytopaint.diffusion.unet import UNet
-from cytopaint.io.masks import dilate
+from cytopaint.morphology import dilate
 from cytopaint.models.patches import PatchSampler, load_section, mask_at_level, valid_origins
 from cytopaint.models.training import TrainSettings, run_training, train_package
 

@@ -14,9 +14,9 @@ from conftest import make_section, write_sections_table
 
 from cytopaint.models import package as modelpkg
 
-from cytopaint.plan import tiling
+from cytopaint.plan.ownership import dilated_window
 
-from cytopaint.io import volume
+from cytopaint.io import volume, writer
 from cytopaint.diffusion.gaussian import DiffusionConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,7 +94,7 @@ def test_pixels_outside_repaired_label_are_bit_identical(stack: Path, section: s
     assert np.array_equal(after[~repaired], before[~repaired])
     assert (after[repaired] != before[repaired]).mean() > 0.5
     mask = np.asarray(volume.open_level(f"{src}#labels/artifacts")) > 0
-    dilated = tiling.dilated_window(mask, 1, mask.shape, 2, 0, 0, *mask.shape)
+    dilated = dilated_window(mask, 1, mask.shape, 2, 0, 0, *mask.shape)
     assert not (dilated & ~repaired).any()  # every dilated artifact pixel is repaired
 
 
@@ -117,7 +117,7 @@ def test_pyramid_equals_a_full_rebuild(stack: Path, section: str, tmp_path: Path
     _, out = _arrays(stack, section)
     level0 = np.asarray(volume.open_level(str(out)))
     ref = tmp_path / "ref.ome.zarr"
-    volume.write_section(ref, level0, pixel_size_um=1.0, n_levels=3, chunks=(32, 32))
+    writer.write_section(ref, level0, pixel_size_um=1.0, n_levels=3, chunks=(32, 32))
     for level in (1, 2):
         assert np.array_equal(np.asarray(volume.open_level(str(out), level)),
                               np.asarray(volume.open_level(str(ref), level)))

@@ -63,27 +63,15 @@ def _train_classifier(args: argparse.Namespace) -> int:
     return 0
 
 
-def _section_row(sections: str, section: str):
-    from pathlib import Path
-
-    from .io.sections import check_section_id, plane, read_sections
-
-    check_section_id(section)
-    table = read_sections(sections, base=Path(sections).resolve().parent)
-    if section not in table.index:
-        raise ValueError(f"section {section!r} is not in {sections}")
-    row = table.loc[section]
-    return row["image"], row["mask"], plane(row["z"])
-
-
 def _plan(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .plan.review import read_review
+    from .plan.section import Section
     from .plan.stage import TilingConfig, plan_section
 
-    image, mask, z = _section_row(args.sections, args.section)
-    summary = plan_section(args.section, image, mask, z, args.model, TilingConfig(**json.loads(args.tiling)),
+    summary = plan_section(Section.from_table(args.sections, args.section), args.model,
+                           TilingConfig(**json.loads(args.tiling)),
                            json.loads(args.normalization) if args.normalization else None, Path(args.out_dir),
                            review=read_review(args.review) if args.review else None)
     short = summary["insufficient_context"]["tiles"]
@@ -98,14 +86,14 @@ def _plan(args: argparse.Namespace) -> int:
 def _repaint_batch(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from .plan.section import Section
     from .plan.stage import read_plan_dir
     from .repaint.stage import RepaintConfig, run_batch
 
-    image, mask, z = _section_row(args.sections, args.section)
     plan, summary = read_plan_dir(Path(args.plan_dir))
-    meta = run_batch(image, mask, z, plan, args.batch, [Path(p) for p in args.earlier], args.model,
-                     RepaintConfig(**json.loads(args.repaint)), summary["margin_px"], Path(args.out),
-                     progress=not args.quiet)
+    section = Section.from_table(args.sections, args.section).planned(summary)
+    meta = run_batch(section, plan, args.batch, [Path(p) for p in args.earlier], args.model,
+                     RepaintConfig(**json.loads(args.repaint)), Path(args.out), progress=not args.quiet)
     print(f"section {args.section} batch {args.batch}: {len(plan[plan['batch'] == args.batch])} tiles, "
           f"{meta['nfe_per_tile']} NFE, {meta['sample_seconds']:.1f} s on {meta['device']}", file=sys.stderr)
     return 0
@@ -152,16 +140,18 @@ def _blend(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .blend.stage import blend_section
+    from .io.atomic import write_text
+    from .plan.section import Section
 
-    image, _, z = _section_row(args.sections, args.section)
+    section = Section.from_table(args.sections, args.section)
     out = Path(args.out)
     if out.exists():
         if not args.replace:
             raise FileExistsError(f"{out} exists; pass --replace to rewrite it (the workflow does)")
         shutil.rmtree(out)
-    receipt = blend_section(image, z, [Path(p) for p in args.batches], out, progress=not args.quiet)
-    receipt["section"] = args.section
-    Path(args.receipt).write_text(json.dumps(receipt, indent=2) + "\n")
+    receipt = blend_section(section.image, section.z, [Path(p) for p in args.batches], out, progress=not args.quiet)
+    receipt["section"] = section.id
+    write_text(args.receipt, json.dumps(receipt, indent=2) + "\n")
     print(f"section {args.section}: {receipt['pixels_repaired']} px repaired in {receipt['n_tiles']} tiles -> {out}",
           file=sys.stderr)
     return 0
@@ -170,12 +160,12 @@ def _blend(args: argparse.Namespace) -> int:
 def _qc(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from .plan.section import Section
     from .qc.metrics import QCSettings
     from .qc.report import qc_section
 
-    image, mask, z = _section_row(args.sections, args.section)
-    summary = qc_section(args.section, image, mask, z, Path(args.plan_dir), Path(args.receipt), Path(args.out_dir),
-                         QCSettings.from_config(json.loads(args.qc)), progress=not args.quiet)
+    summary = qc_section(Section.from_table(args.sections, args.section), Path(args.plan_dir), Path(args.receipt),
+                         Path(args.out_dir), QCSettings.from_config(json.loads(args.qc)), progress=not args.quiet)
     print(f"section {args.section}: {summary['tiles_repaired']} tiles, {summary['flagged_tiles']} flagged "
           f"-> {Path(args.out_dir) / 'report.html'}", file=sys.stderr)
     return 0
@@ -184,11 +174,11 @@ def _qc(args: argparse.Namespace) -> int:
 def _manifest(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from .plan.section import Section
     from .provenance.manifest import build_manifest, write_manifest
 
-    image, mask, z = _section_row(args.sections, args.section)
     config = json.load(sys.stdin) if args.config == "-" else json.loads(Path(args.config).read_text())
-    manifest = build_manifest(args.section, sections_table=Path(args.sections), image_ref=image, mask_ref=mask, z=z,
+    manifest = build_manifest(Section.from_table(args.sections, args.section), sections_table=Path(args.sections),
                               plan_dir=Path(args.plan_dir), batch_files=[Path(p) for p in args.batches],
                               receipt_path=Path(args.receipt), qc_summary_path=Path(args.qc), config=config,
                               progress=not args.quiet)

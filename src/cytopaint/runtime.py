@@ -1,10 +1,21 @@
-"""The version of the code that ran: package version, git commit and whether the tree was dirty."""
+"""What ran, and where and when: the code version and the record of one job.
+
+Every job of the pipeline (a repaint batch, QC, the manifest) records the same fields, so the
+manifest can list them side by side: `JobClock.record` gives Python version, host, SLURM job id,
+start, end and seconds; `device_record` adds the device, GPU and torch/CUDA versions of a job that
+ran a network.
+"""
 
 from __future__ import annotations
 
+import os
+import platform
 import subprocess
+import time
+from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 
@@ -27,7 +38,39 @@ def code_version() -> dict[str, str | bool | None]:
 
 
 def code_version_string() -> str:
+    """``version+g<commit>[.dirty]``, or the version alone outside a git checkout."""
     v = code_version()
     if not v["git_commit"]:
         return str(v["version"])
     return f"{v['version']}+g{str(v['git_commit'])[:12]}{'.dirty' if v['dirty'] else ''}"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class JobClock:
+    """Started when a job starts; `record` when it ends."""
+
+    def __init__(self) -> None:
+        self.started = _now()
+        self._t0 = time.perf_counter()
+
+    def seconds(self) -> float:
+        """Wall seconds since the start."""
+        return time.perf_counter() - self._t0
+
+    def record(self) -> dict[str, Any]:
+        """Python version, host, SLURM job id, start, end (UTC, ISO 8601) and wall seconds."""
+        return {"python": platform.python_version(), "host": platform.node(),
+                "slurm_job_id": os.environ.get("SLURM_JOB_ID"), "started": self.started, "ended": _now(),
+                "seconds": round(self.seconds(), 3)}
+
+
+def device_record(device: Any) -> dict[str, Any]:
+    """The device a network ran on (a ``torch.device``), its GPU name and the torch and CUDA versions."""
+    import torch
+
+    return {"device": str(device),
+            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+            "torch": torch.__version__, "cuda": torch.version.cuda}

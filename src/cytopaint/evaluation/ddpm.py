@@ -1,8 +1,9 @@
 """Repairing evaluation patches with the workflow's own planning, repaint and blending code.
 
 Each patch becomes a small OME-Zarr section with its hole as ``labels/artifacts``; it is planned
-(`plan.plan_section`), its tiles are repainted wave by wave (`repaint.prepare_tiles`,
-`sample_tiles`, `finish_tiles`) and blended (`blend.blend_section`). The only difference from the
+(`cytopaint.plan.stage.plan_section`), its tiles are repainted wave by wave
+(`cytopaint.repaint.tiles`: `prepare_tiles`, `sample_tiles`, `finish_tiles`) and blended
+(`cytopaint.blend.stage.blend_section`). The only difference from the
 workflow is that the tiles of one wave of all patches share sampler calls of ``batch_size`` tiles;
 each tile still draws its noise from its own seed.
 """
@@ -20,13 +21,16 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ..blend.stage import LABEL, blend_section
-from ..io import masks, volume
-from ..io.batchfile import TileResult, write_batch
-from ..models import package as modelpkg
-from ..plan.stage import TilingConfig, plan_section, read_plan_dir
-from ..repaint.stage import (RepaintConfig, TileInputs, batch_dependencies, finish_tiles, normalization_for,
-                       pick_device, prepare_tiles, sample_tiles)
+from cytopaint.blend.stage import LABEL, blend_section
+from cytopaint.io import volume, writer
+from cytopaint.io.batchfile import TileResult, write_batch
+from cytopaint.models import package as modelpkg
+from cytopaint.models.normalization import normalization_for
+from cytopaint.plan.ownership import Owners, batch_dependencies
+from cytopaint.plan.section import Section
+from cytopaint.plan.stage import TilingConfig, plan_section, read_plan_dir
+from cytopaint.repaint.stage import RepaintConfig, pick_device
+from cytopaint.repaint.tiles import TileInputs, finish_tiles, prepare_tiles, sample_tiles
 
 
 @dataclass(frozen=True)
@@ -41,27 +45,22 @@ class Repaired:
 
 @dataclass
 class _Patch:
-    name: str
-    image_ref: str
+    section: Section  # planned and in memory: tile windows are sliced from it
     plan: pd.DataFrame
-    margin_px: int
+    owners: Owners
     deps: dict[int, list[int]]  # batch -> earlier batches it needs
     batch_dir: Path
-    image: np.ndarray  # level 0, in memory: tile windows are sliced from it
-    mask: np.ndarray  # the artifact mask (small: in memory, not through dask)
-    factor: tuple[int, int]
 
 
 def _write_patches(images: Sequence[np.ndarray], holes: Sequence[np.ndarray], pixel_size_um: float,
-                   work: Path) -> list[tuple[str, str, str]]:
-    refs = []
+                   work: Path) -> list[Section]:
+    sections = []
     for i, (image, hole) in enumerate(zip(images, holes, strict=True)):
-        name = f"p{i:04d}"
-        path = work / "patches" / f"{name}.ome.zarr"
-        volume.write_section(path, image, pixel_size_um=pixel_size_um, n_levels=1,
+        path = work / "patches" / f"p{i:04d}.ome.zarr"
+        writer.write_section(path, image, pixel_size_um=pixel_size_um, n_levels=1,
                              labels={"artifacts": hole.astype(np.uint8)}, chunks=image.shape)
-        refs.append((name, os.fspath(path), f"{path}#labels/artifacts"))
-    return refs
+        sections.append(Section(f"p{i:04d}", os.fspath(path), f"{path}#labels/artifacts"))
+    return sections
 
 
 def repair_patches(images: Sequence[np.ndarray], holes: Sequence[np.ndarray], pixel_size_um: float,
@@ -78,14 +77,13 @@ def repair_patches(images: Sequence[np.ndarray], holes: Sequence[np.ndarray], pi
     model = modelpkg.load(model_ref, device=device)
     t0 = time.perf_counter()
     patches = []
-    for image, (name, image_ref, mask_ref) in zip(images, _write_patches(images, holes, pixel_size_um, work),
-                                                  strict=True):
-        plan_dir = work / "plans" / name
-        summary = plan_section(name, image_ref, mask_ref, None, model_ref, tiling, repaint.normalization, plan_dir)
-        plan, _ = read_plan_dir(plan_dir)
-        mask, factor = masks.load_mask(mask_ref, volume.read_info(image_ref))
-        p = _Patch(name, image_ref, plan, int(summary["margin_px"]), batch_dependencies(plan), work / "batches" / name,
-                   np.asarray(image), np.asarray(mask), factor)
+    for section in _write_patches(images, holes, pixel_size_um, work):
+        plan_dir = work / "plans" / section.id
+        plan_section(section, model_ref, tiling, repaint.normalization, plan_dir)
+        plan, summary = read_plan_dir(plan_dir)
+        owners = Owners(plan)
+        p = _Patch(section.planned(summary).in_memory(), plan, owners, batch_dependencies(plan, owners),
+                   work / "batches" / section.id)
         p.batch_dir.mkdir(parents=True, exist_ok=True)
         patches.append(p)
     norm = normalization_for(np.dtype(np.uint8), model.normalization, repaint.normalization)
@@ -100,10 +98,9 @@ def repair_patches(images: Sequence[np.ndarray], holes: Sequence[np.ndarray], pi
         for p in patches:
             sched = p.plan[p.plan["wave"] == wave]
             for b in sorted(int(v) for v in sched["batch"].unique()):
-                earlier = [t for d in p.deps.get(b, []) for t in done[p.name, d]]
-                groups.append((p, b, prepare_tiles(p.image_ref, None, p.plan, sched[sched["batch"] == b], p.mask,
-                                                   p.factor, earlier, model.tile_size, norm, p.margin_px,
-                                                   image=p.image)))
+                earlier = [t for d in p.deps.get(b, []) for t in done[p.section.id, d]]
+                groups.append((p, b, prepare_tiles(p.section, p.owners, sched[sched["batch"] == b], earlier,
+                                                   model.tile_size, norm)))
         flat = [t for _, _, ts in groups for t in ts]
         generated = []
         for i in range(0, len(flat), batch_size):
@@ -115,17 +112,17 @@ def repair_patches(images: Sequence[np.ndarray], holes: Sequence[np.ndarray], pi
         generated_all = np.concatenate(generated)  # every wave below n_waves has tiles
         k = 0
         for p, b, ts in groups:
-            meta = {"section": p.name, "batch": b, "wave": wave, "model": {"sha256": model.weights_sha256},
+            meta = {"section": p.section.id, "batch": b, "wave": wave, "model": {"sha256": model.weights_sha256},
                     "sampler": asdict(repaint.sampler), "nfe_per_tile": nfe}
-            done[p.name, b] = finish_tiles(ts, generated_all[k:k + len(ts)], norm, nfe)
-            write_batch(p.batch_dir / f"batch_{b}.npz", done[p.name, b], meta)
+            done[p.section.id, b] = finish_tiles(ts, generated_all[k:k + len(ts)], norm, nfe)
+            write_batch(p.batch_dir / f"batch_{b}.npz", done[p.section.id, b], meta)
             k += len(ts)
     bar.close()
     t_repaint = time.perf_counter()
     out = []
     for p, hole in zip(patches, holes, strict=True):
-        dst = work / "repaired" / f"{p.name}.ome.zarr"
-        blend_section(p.image_ref, None, sorted(p.batch_dir.glob("batch_*.npz")), dst, workers=1)
+        dst = work / "repaired" / f"{p.section.id}.ome.zarr"
+        blend_section(p.section.image, None, sorted(p.batch_dir.glob("batch_*.npz")), dst, workers=1)
         region = np.asarray(volume.open_level(f"{dst}#labels/{LABEL}", 0)) > 0
         out.append(Repaired(np.asarray(volume.open_level(dst, 0)), region, int((p.plan["wave"] >= 0).sum()),
                             int((hole & ~region).sum())))

@@ -29,10 +29,10 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ..io import masks
 from ..io.sections import read_sections
 from ..models import package as modelpkg
 from ..models.classifier import PackagedClassifier, load_classifier
+from ..morphology import dilate
 from ..plan.stage import TilingConfig
 from ..repaint.stage import RepaintConfig, pick_device
 from ..runtime import code_version_string
@@ -170,7 +170,7 @@ def evaluate(settings: EvaluationSettings, out_dir: Path, progress: bool = True)
     patches: list[EvalPatch] = [drawn[i] for i in order[:n]]
     reference = [drawn[i].image for i in order[n:]]  # disjoint originals for the reference FCD
     holes = bin_masks(settings.patches_per_bin, settings.bins, (patch_px, patch_px), settings.seed)
-    regions = [masks.dilate(h, settings.tiling.margin_um / px) for _, h in holes]
+    regions = [dilate(h, settings.tiling.margin_um / px) for _, h in holes]
     originals = np.stack([p.image for p in patches])
 
     repaired: dict[str, np.ndarray] = {}

@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
 from ..diffusion.gaussian import DiffusionConfig, GaussianDiffusion
 from ..diffusion.unet import UNet, UNetConfig, count_parameters
+from .normalization import Normalization
 
 CARD_NAME = "model.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -35,34 +35,6 @@ PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin")
 
 class ModelPackageError(ValueError):
     """A packaged model is missing, malformed or does not match its card."""
-
-
-@dataclass(frozen=True)
-class Normalization:
-    """Linear map between stored intensities and the model's range ([-1, 1])."""
-
-    dtype: str = "uint8"
-    input_range: tuple[float, float] = (0.0, 255.0)
-    model_range: tuple[float, float] = (-1.0, 1.0)
-
-    @classmethod
-    def from_card(cls, d: dict[str, Any]) -> Normalization:
-        return cls(d["dtype"], tuple(d["input_range"]), tuple(d["model_range"]))
-
-    def to_card(self) -> dict[str, Any]:
-        return {"dtype": self.dtype, "input_range": list(self.input_range), "model_range": list(self.model_range)}
-
-    def to_model(self, image: np.ndarray) -> np.ndarray:
-        """Stored intensities -> float32 in the model range."""
-        (a, b), (c, d) = self.input_range, self.model_range
-        return ((image.astype(np.float32) - a) * ((d - c) / (b - a)) + c).astype(np.float32)
-
-    def from_model(self, x: np.ndarray) -> np.ndarray:
-        """Model range -> stored dtype, rounded and clipped."""
-        (a, b), (c, d) = self.input_range, self.model_range
-        info = np.iinfo(self.dtype)
-        y = np.rint((np.asarray(x, dtype=np.float64) - c) * ((b - a) / (d - c)) + a)
-        return np.clip(y, max(a, info.min), min(b, info.max)).astype(self.dtype)
 
 
 @dataclass

@@ -9,6 +9,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..io import masks, volume
+from ..morphology import dilate
 
 
 @dataclass
@@ -85,7 +86,7 @@ def load_section(name: str, image_ref: str, mask_ref: str | None, pixel_size_um:
         coarse, factor = masks.load_mask(mask_ref, info, z=z)
         level_factor = tuple(int(round(f)) for f in info.downscale[level])
         artifact = mask_at_level(np.asarray(coarse), factor, level_factor, image.shape)
-        artifact = masks.dilate(artifact, margin_um / pixel_size_um)
+        artifact = dilate(artifact, margin_um / pixel_size_um)
     return SectionPatches(name, image, valid_origins(image, artifact, patch, background))
 
 

@@ -4,7 +4,7 @@ The table is a TSV with columns ``section``, ``tile``, ``decision`` (``accept`` 
 optionally ``note`` (any further columns, e.g. ``reviewer`` or ``date``, are kept as they are).
 Lines starting with ``#`` are comments. Rows are a history, oldest first: append a row for each
 decision, never edit old ones. A tile's *round* is the number of times it was rejected; round k
-repaints it with ``tiling.tile_seed(seed, section, row, col, round=k)``, which derives from
+repaints it with ``seeds.tile_seed(seed, section, row, col, round=k)``, which derives from
 round k-1's seed, so the seed lineage of a tile is reproducible from the table alone. A later
 ``accept`` keeps the current round's result.
 
@@ -26,8 +26,10 @@ from typing import Any
 
 import pandas as pd
 
-from ..io.sections import SECTION_ID
-from .tiling import STATUS_INSUFFICIENT, tile_seed
+from cytopaint.io.sections import SECTION_ID
+
+from .seeds import tile_seed
+from .table import STATUS_INSUFFICIENT
 
 DECISIONS = ("accept", "reject")
 REQUIRED = ("section", "tile", "decision")

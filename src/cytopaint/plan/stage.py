@@ -15,13 +15,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from ..io import masks, volume
-from ..io.sections import check_section_id, check_store
-from ..models import package as modelpkg
-from ..repaint.stage import normalization_for
-from . import tiling
-from .review import ReviewTable, apply_review
+from cytopaint.io import masks, volume
+from cytopaint.io.atomic import write_text
+from cytopaint.io.sections import check_store
+from cytopaint.models import package as modelpkg
+from cytopaint.models.normalization import Normalization, normalization_for
+from cytopaint.paths import PLAN_SETTINGS, PLAN_TABLE
+
+from .ownership import batch_dependencies
+from .review import ReviewTable, apply_review, batch_fingerprints
+from .section import Section
+from .table import STATUS_INSUFFICIENT, read_plan, write_plan
+from .tiling import plan_tiles
 
 
 @dataclass(frozen=True)
@@ -47,38 +54,56 @@ def mask_level_for(mask_ref: str, image_info: volume.ImageInfo, z: int | None, c
     return best
 
 
-def plan_section(section: str, image_ref: str, mask_ref: str, z: int | None, model_ref: str,
-                 config: TilingConfig, normalization: dict[str, Any] | None, out_dir: Path,
-                 review: ReviewTable | None = None) -> dict[str, Any]:
-    """Validate a section's inputs against the model and write ``tiles.tsv`` and ``plan.json`` to ``out_dir``.
+def plan_section(section: Section, model_ref: str, config: TilingConfig, normalization: dict[str, Any] | None,
+                 out_dir: Path, review: ReviewTable | None = None) -> dict[str, Any]:
+    """Validate a section's inputs against the model and write its plan.
 
-    Tiles rejected in the ``review`` table get the seed of their review round (`review.apply_review`).
+    Parameters
+    ----------
+    section
+        The section (from the sections table; its ``margin_px`` is set here).
+    model_ref
+        The packaged model (or ``demo``) that will repaint it: pixel size, tile size, normalisation.
+    config
+        The ``tiling`` block of the workflow config.
+    normalization
+        The ``repaint.normalization`` override for images the model card does not cover, or None.
+    out_dir
+        The plan folder: ``tiles.tsv`` (`cytopaint.plan.table`) and ``plan.json`` are written there.
+    review
+        The review table: tiles rejected there get the seed of their review round
+        (`cytopaint.plan.review.apply_review`).
+
+    Returns
+    -------
+    dict
+        The content of ``plan.json``: the section's stores, plan settings, geometry, mask level,
+        tile, wave and batch counts, the tiles short of context and the review record.
     """
-    check_section_id(section)
-    check_store(image_ref, f"section {section}: image")
-    check_store(mask_ref, f"section {section}: mask")
-    info = volume.read_info(image_ref)
+    check_store(section.image, f"section {section.id}: image")
+    check_store(section.mask, f"section {section.id}: mask")
+    info = section.info
     card = modelpkg.read_card(model_ref)
     model_px = float(card["pixel_size_um"])
     py, px = info.pixel_size_um
     if not (math.isclose(py, model_px, rel_tol=0.01) and math.isclose(px, model_px, rel_tol=0.01)):
-        raise ValueError(f"section {section}: image pixel size {py:g} x {px:g} µm differs from the model's "
+        raise ValueError(f"section {section.id}: image pixel size {py:g} x {px:g} µm differs from the model's "
                          f"{model_px:g} µm; resample the image or use a model trained at its pixel size")
-    normalization_for(info.dtype, modelpkg.Normalization.from_card(card["normalization"]), normalization)
+    normalization_for(info.dtype, Normalization.from_card(card["normalization"]), normalization)
     tile = int(card["tile_size"])
     core = max(1, int(round(tile * config.core_fraction)))
     margin_px = int(math.ceil(config.margin_um / model_px))
-    level = mask_level_for(mask_ref, info, z, core)
-    mask, factor = masks.load_mask(mask_ref, info, z=z, level=level)
-    plan = tiling.plan_tiles(mask, factor=factor, shape=info.plane_shape, tile_size=tile, section=section,
-                             seed=config.seed, core_size=core, margin_px=margin_px, min_known=config.min_known,
-                             min_known_floor=config.min_known_floor, max_batch=config.max_batch)
-    plan, review_record = apply_review(plan, review, section, config.seed)
+    level = mask_level_for(section.mask, info, section.z, core)
+    mask, factor = section.artifact_mask(level)
+    plan = plan_tiles(mask, factor=factor, shape=info.plane_shape, tile_size=tile, section=section.id,
+                      seed=config.seed, core_size=core, margin_px=margin_px, min_known=config.min_known,
+                      min_known_floor=config.min_known_floor, max_batch=config.max_batch)
+    plan, review_record = apply_review(plan, review, section.id, config.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tiling.write_plan(plan, out_dir / "tiles.tsv")
-    short = plan[plan["status"] == tiling.STATUS_INSUFFICIENT]
+    write_plan(plan, out_dir / PLAN_TABLE)
+    short = plan[plan["status"] == STATUS_INSUFFICIENT]
     summary = {
-        "section": section, "image": image_ref, "mask": mask_ref, "z": z,
+        "section": section.id, "image": section.image, "mask": section.mask, "z": section.z,
         "model": {"path": os.fspath(modelpkg.resolve(model_ref)), "sha256": card["weights"]["sha256"]},
         "tiling": asdict(config), "tile_size": tile, "core_size": core, "margin_px": margin_px,
         "mask_level": level, "mask_factor": list(factor), "plane_shape": list(info.plane_shape),
@@ -89,13 +114,13 @@ def plan_section(section: str, image_ref: str, mask_ref: str, z: int | None, mod
                                  "pixels_upper_bound": int(short["n_owned"].sum())},
         "review": review_record,
     }
-    (out_dir / "plan.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_text(out_dir / PLAN_SETTINGS, json.dumps(summary, indent=2) + "\n")
     return summary
 
 
-def read_plan_dir(plan_dir: Path) -> tuple[Any, dict[str, Any]]:
+def read_plan_dir(plan_dir: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The plan table and its settings (``plan.json``)."""
-    return tiling.read_plan(plan_dir / "tiles.tsv"), json.loads((plan_dir / "plan.json").read_text())
+    return read_plan(plan_dir / PLAN_TABLE), json.loads((plan_dir / PLAN_SETTINGS).read_text())
 
 
 def write_index(summary_paths: list[Path], out_tsv: Path, out_json: Path) -> None:
@@ -105,13 +130,10 @@ def write_index(summary_paths: list[Path], out_tsv: Path, out_json: Path) -> Non
     ``out_json``: per section and batch, the earlier batches it depends on and its fingerprint
     (what its pixels depend on in the plan), so that building the DAG reads one file, not 7,404 plans.
     """
-    from ..repaint.stage import batch_dependencies
-    from .review import batch_fingerprints
-
     rows, index = [], {}
     for path in summary_paths:
         s = json.loads(Path(path).read_text())
-        plan = tiling.read_plan(Path(path).with_name("tiles.tsv"))
+        plan = read_plan(Path(path).with_name(PLAN_TABLE))
         deps = batch_dependencies(plan)
         prints = batch_fingerprints(plan, s)
         index[s["section"]] = {str(b): {"after": deps[b], "fingerprint": prints[b]} for b in s["batches"]}
@@ -120,6 +142,4 @@ def write_index(summary_paths: list[Path], out_tsv: Path, out_json: Path) -> Non
     for out, text in ((out_tsv, "section\ttiles\twaves\tbatches\tinsufficient_context_tiles\n" + "".join(rows)),
                       (out_json, json.dumps(index, separators=(",", ":")))):
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(out)
+        write_text(out, text)

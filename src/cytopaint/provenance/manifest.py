@@ -26,27 +26,25 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
-import time
-from datetime import datetime, timezone
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
-from ..blend.stage import SHA256_SCHEME, level0_digest
-from ..io import volume
-from ..models import package as modelpkg
-from ..plan import tiling
-from ..runtime import code_version
+from cytopaint.io import volume
+from cytopaint.io.atomic import write_text
+from cytopaint.io.batchfile import read_meta
+from cytopaint.io.digest import MASK_SCHEME, SHA256_SCHEME, label_digest, level0_digest
+from cytopaint.models import package as modelpkg
+from cytopaint.paths import QC_METRICS
+from cytopaint.plan.section import Section
+from cytopaint.plan.stage import read_plan_dir
+from cytopaint.plan.table import PLAN_COLUMNS, validate_plan
+from cytopaint.runtime import JobClock, code_version
 
 FORMAT = "cytopaint-manifest/1"
 VOLATILE_JOB_KEYS = ("host", "slurm_job_id", "started", "ended", "seconds", "sample_seconds")
-WINDOW_PX = 4096
-MASK_SCHEME = f"sha256 of the C-order label bytes of level 0, read in row-major {WINDOW_PX} x {WINDOW_PX} windows"
 
 
 def manifest_schema() -> dict[str, Any]:
@@ -74,18 +72,6 @@ def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(config).encode()).hexdigest()
 
 
-def label_digest(ref: str, z: int | None = None, progress: bool = False) -> str:
-    """`MASK_SCHEME` digest of a label image's level 0 (the plane ``z`` of a 3-D label)."""
-    info = volume.read_info(ref)
-    plane = volume.open_level(ref, 0, z if info.axes == "zyx" else None)
-    h = hashlib.sha256()
-    ny, nx = plane.shape
-    windows = [(y, x) for y in range(0, ny, WINDOW_PX) for x in range(0, nx, WINDOW_PX)]
-    for y, x in tqdm(windows, desc="mask digest", unit="window", disable=not progress):
-        h.update(np.ascontiguousarray(np.asarray(plane[y:y + WINDOW_PX, x:x + WINDOW_PX])).tobytes())
-    return h.hexdigest()
-
-
 def _metadata_sha256(ref: str) -> str | None:
     """sha256 of a local multiscale group's metadata file (zarr.json, or .zattrs for zarr v2)."""
     store, sub = volume.split_ref(ref)
@@ -96,14 +82,6 @@ def _metadata_sha256(ref: str) -> str | None:
         if path.is_file():
             return modelpkg.sha256_file(path)
     return None
-
-
-def _batch_meta(path: Path) -> dict[str, Any]:
-    """The metadata of a batch result file, without reading its pixel arrays."""
-    if not path.is_file():
-        raise FileNotFoundError(f"batch result {path} does not exist")
-    with np.load(path, allow_pickle=False) as z:
-        return json.loads(str(z["meta"]))
 
 
 def _job(step: str, record: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -128,61 +106,77 @@ def _tiles(plan: pd.DataFrame, metas: dict[int, dict[str, Any]], review: dict[st
     return out
 
 
-def build_manifest(section: str, *, sections_table: Path, image_ref: str, mask_ref: str, z: int | None,
-                   plan_dir: Path, batch_files: list[Path], receipt_path: Path, qc_summary_path: Path,
-                   config: dict[str, Any], progress: bool = True) -> dict[str, Any]:
-    """Assemble (and validate) the manifest of one section from its plan, batches, receipt and QC."""
-    started, t0 = datetime.now(timezone.utc), time.perf_counter()
-    plan = tiling.read_plan(plan_dir / "tiles.tsv")
-    plan_info = json.loads((plan_dir / "plan.json").read_text())
+def build_manifest(section: Section, *, sections_table: Path, plan_dir: Path, batch_files: list[Path],
+                   receipt_path: Path, qc_summary_path: Path, config: dict[str, Any],
+                   progress: bool = True) -> dict[str, Any]:
+    """Assemble and validate the manifest of one section.
+
+    Parameters
+    ----------
+    section
+        The section, as the sections table gives it.
+    sections_table
+        The table (its sha256 goes into the manifest).
+    plan_dir, batch_files, receipt_path, qc_summary_path
+        The section's plan folder, all its batch result files, the blend receipt and
+        ``qc/summary.json``: each must be of this section.
+    config
+        The effective workflow config (recorded whole, with its sha256).
+    progress
+        Print what is being digested (the input image and mask are read whole).
+
+    Returns
+    -------
+    dict
+        The manifest (see the module docstring), valid for ``schemas/manifest.schema.json``.
+    """
+    clock = JobClock()
+    plan, plan_info = read_plan_dir(plan_dir)
     receipt = json.loads(Path(receipt_path).read_text())
     qc = json.loads(Path(qc_summary_path).read_text())
     for what, got in (("plan", plan_info["section"]), ("QC summary", qc["section"])):
-        if got != section:
-            raise ValueError(f"the {what} given is of section {got}, not {section}")
+        if got != section.id:
+            raise ValueError(f"the {what} given is of section {got}, not {section.id}")
     metas: dict[int, dict[str, Any]] = {}
     for path in batch_files:
-        meta = _batch_meta(Path(path))
-        if meta["section"] != section:
-            raise ValueError(f"batch result {path} is of section {meta['section']}, not {section}")
+        meta = read_meta(path)
+        if meta["section"] != section.id:
+            raise ValueError(f"batch result {path} is of section {meta['section']}, not {section.id}")
         metas[int(meta["batch"])] = meta
     missing = sorted(set(plan_info["batches"]) - set(metas))
     if missing:
-        raise ValueError(f"section {section}: no batch result given for batch(es) {missing}")
+        raise ValueError(f"section {section.id}: no batch result given for batch(es) {missing}")
     model_path = Path(plan_info["model"]["path"])
     card = modelpkg.read_card(model_path)
     for b, meta in metas.items():
         if meta["model"]["sha256"] != plan_info["model"]["sha256"]:
             raise ValueError(f"batch {b} was sampled with model weights {meta['model']['sha256'][:12]}…, the plan "
                              f"names {plan_info['model']['sha256'][:12]}…")
-    info = volume.read_info(image_ref)
+    info = section.info
     if progress:
-        print(f"manifest {section}: digest of the input image (level 0) and mask", flush=True)
-    image_digest = level0_digest(image_ref, z)
+        print(f"manifest {section.id}: digest of the input image (level 0) and mask", flush=True)
+    image_digest = level0_digest(section.image, section.z)
     review = plan_info.get("review") or {"table": None, "sha256": None, "tiles": {}}
     samplers = {canonical_json(m["sampler"]) for m in metas.values()}
     if len(samplers) > 1:
-        raise ValueError(f"section {section}: batches were sampled with different settings {sorted(samplers)}")
-    ended = datetime.now(timezone.utc)
-    manifest_job = {"python": platform.python_version(), "host": platform.node(),
-                    "slurm_job_id": os.environ.get("SLURM_JOB_ID"), "started": started.isoformat(timespec="seconds"),
-                    "ended": ended.isoformat(timespec="seconds"), "seconds": round(time.perf_counter() - t0, 3)}
+        raise ValueError(f"section {section.id}: batches were sampled with different settings {sorted(samplers)}")
+    manifest_job = clock.record()
     blend_job = {**receipt, "seconds": receipt.get("durations_s", {}).get("total")}
     jobs = [_job("repaint", {**m, "seconds": m.get("wall_seconds")}, batch=b, sample_seconds=m.get("sample_seconds"))
             for b, m in sorted(metas.items())]
     jobs += [_job("blend", blend_job), _job("qc", qc.get("job", {})), _job("manifest", manifest_job)]
     manifest = {
         "format": FORMAT,
-        "section": section,
-        "created": ended.isoformat(timespec="seconds"),
+        "section": section.id,
+        "created": manifest_job["ended"],
         "inputs": {
             "sections_table": {"path": os.fspath(sections_table), "sha256": modelpkg.sha256_file(Path(sections_table))},
-            "image": {"ref": image_ref, "z": z, "shape": list(info.shape), "dtype": str(info.dtype),
+            "image": {"ref": section.image, "z": section.z, "shape": list(info.shape), "dtype": str(info.dtype),
                       "pixel_size_um": list(info.pixel_size_um), "chunks": list(info.chunks),
-                      "metadata_sha256": _metadata_sha256(image_ref), "sha256_level0": image_digest,
+                      "metadata_sha256": _metadata_sha256(section.image), "sha256_level0": image_digest,
                       "scheme": SHA256_SCHEME},
-            "mask": {"ref": mask_ref, "metadata_sha256": _metadata_sha256(mask_ref),
-                     "sha256_level0": label_digest(mask_ref, z, progress), "scheme": MASK_SCHEME},
+            "mask": {"ref": section.mask, "metadata_sha256": _metadata_sha256(section.mask),
+                     "sha256_level0": label_digest(section.mask, section.z, progress), "scheme": MASK_SCHEME},
         },
         "model": {"path": os.fspath(model_path), "name": card["name"], "weights_sha256": plan_info["model"]["sha256"],
                   "card_sha256": modelpkg.sha256_file(model_path / modelpkg.CARD_NAME)},
@@ -196,7 +190,7 @@ def build_manifest(section: str, *, sections_table: Path, image_ref: str, mask_r
                    "pixels_repaired": int(receipt["pixels_repaired"]), "repaired_um2": qc["repaired_um2"],
                    "tissue_um2": qc["tissue_um2"], "repaired_pct_tissue": qc["repaired_pct_tissue"]},
         "qc": {"report": os.fspath(Path(qc_summary_path).parent / qc["report"]),
-               "metrics": os.fspath(Path(qc_summary_path).parent / "metrics.tsv"),
+               "metrics": os.fspath(Path(qc_summary_path).parent / QC_METRICS),
                "flagged_tiles": qc["flagged_tiles"], "flags": qc["flags"], "settings": qc["settings"]},
         "review": {"table": review["table"], "sha256": review["sha256"],
                    "decisions": {t: r["decisions"] for t, r in review["tiles"].items()}},
@@ -210,10 +204,7 @@ def build_manifest(section: str, *, sections_table: Path, image_ref: str, mask_r
 def write_manifest(manifest: dict[str, Any], path: Path) -> None:
     """Validate and write a manifest atomically."""
     validate_manifest(manifest)
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_text(path, json.dumps(manifest, indent=1, ensure_ascii=False, allow_nan=False) + "\n")
 
 
 def stable_view(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -225,6 +216,5 @@ def stable_view(manifest: dict[str, Any]) -> dict[str, Any]:
 
 def plan_from_manifest(manifest: dict[str, Any]) -> pd.DataFrame:
     """The tile plan a manifest records (seeds of the review rounds included), validated."""
-    frame = pd.DataFrame([{k: t[k] for k in tiling.PLAN_COLUMNS} for t in manifest["tiles"]],
-                         columns=list(tiling.PLAN_COLUMNS))
-    return tiling.validate_plan(frame)
+    frame = pd.DataFrame([{k: t[k] for k in PLAN_COLUMNS} for t in manifest["tiles"]], columns=list(PLAN_COLUMNS))
+    return validate_plan(frame)

@@ -20,10 +20,6 @@ import html
 import io
 import json
 import math
-import os
-import platform
-import time
-from datetime import datetime, timezone
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -34,9 +30,18 @@ from PIL import Image
 from scipy import ndimage as ndi
 from tqdm.auto import tqdm
 
-from ..io import masks, volume
-from ..plan.stage import read_plan_dir
-from ..plan.tiling import STATUS_INSUFFICIENT
+from cytopaint.blend.stage import LABEL
+from cytopaint.geometry import Box
+from cytopaint.io import masks, volume
+from cytopaint.io.atomic import atomic_path, write_text
+from cytopaint.morphology import upsample_window
+from cytopaint.paths import MANIFEST, QC_METRICS, QC_REPORT, QC_SUMMARY
+from cytopaint.plan.ownership import core_box, window_box
+from cytopaint.plan.section import Section
+from cytopaint.plan.stage import read_plan_dir
+from cytopaint.plan.table import STATUS_INSUFFICIENT
+from cytopaint.runtime import JobClock, code_version_string
+
 from . import summary as stack
 from .metrics import (MAX_RING_GROWTH, METRIC_COLUMNS, QCSettings, flag_tile, ring_mask, severity, tile_metrics,
                       tissue_mask, white_level)
@@ -52,37 +57,36 @@ COLORS = {"artifact": (245, 130, 32), "owned": (0, 190, 215), "other": (160, 110
 # ------------------------------------------------------------------------------ measuring
 
 
-def _core_window(tile: Any, pad: int, plane: tuple[int, int]) -> tuple[int, int, int, int]:
-    y0, x0 = max(int(tile.core_y0) - pad, 0), max(int(tile.core_x0) - pad, 0)
-    y1 = min(int(tile.core_y0) + int(tile.core_height) + pad, plane[0])
-    x1 = min(int(tile.core_x0) + int(tile.core_width) + pad, plane[1])
-    return y0, x0, y1 - y0, x1 - x0
+def _core_window(tile: Any, pad: int, plane: tuple[int, int]) -> Box:
+    core = core_box(tile)
+    return Box(max(core.y0 - pad, 0), max(core.x0 - pad, 0), min(core.y1 + pad, plane[0]), min(core.x1 + pad, plane[1]))
 
 
 class _Section:
     """Readers of one section's input, artifact mask and repaired store, window by window."""
 
-    def __init__(self, image_ref: str, mask_ref: str, z: int | None, output: str) -> None:
-        self.image_ref, self.z, self.output = image_ref, z, output
-        self.info = volume.read_info(image_ref)
-        self.mask, self.factor = masks.load_mask(mask_ref, self.info, z=z)
-        self.mask_ref = mask_ref
-        self.label_ref = f"{output}#labels/repaired"
+    def __init__(self, section: Section, output: str) -> None:
+        self.section, self.output = section, output
+        self.image_ref, self.z, self.mask_ref = section.image, section.z, section.mask
+        self.info = section.info
+        self.mask, self.factor = section.artifact_mask()
+        self.label_ref = f"{output}#labels/{LABEL}"
         self.ps = float(np.mean(self.info.pixel_size_um))
 
-    def window(self, y0: int, x0: int, h: int, w: int) -> dict[str, np.ndarray]:
+    def window(self, box: Box) -> dict[str, np.ndarray]:
         """before, after, repaired and artifact on a level-0 window."""
-        return {"before": volume.read_region(self.image_ref, y0, x0, h, w, z=self.z),
-                "after": volume.read_region(self.output, y0, x0, h, w),
-                "repaired": volume.read_region(self.label_ref, y0, x0, h, w) > 0,
-                "artifact": masks.upsample_window(self.mask, self.factor, y0, x0, h, w)}
+        return {"before": self.section.read(box),
+                "after": volume.read_region(self.output, *box.size),
+                "repaired": volume.read_region(self.label_ref, *box.size) > 0,
+                "artifact": upsample_window(self.mask, self.factor, *box.size)}
 
-    def tile_arrays(self, tile: Any, box: tuple[int, int, int, int]) -> dict[str, np.ndarray]:
-        """`window` on ``box`` (y0, x0, h, w) plus ``owned``: the repaired pixels inside the tile's core."""
-        a = self.window(*box)
-        core = np.zeros(a["repaired"].shape, dtype=bool)
-        cy, cx = int(tile.core_y0) - box[0], int(tile.core_x0) - box[1]
-        core[max(cy, 0):max(cy + int(tile.core_height), 0), max(cx, 0):max(cx + int(tile.core_width), 0)] = True
+    def tile_arrays(self, tile: Any, box: Box) -> dict[str, np.ndarray]:
+        """`window` on ``box`` plus ``owned``: the repaired pixels inside the tile's core."""
+        a = self.window(box)
+        core = np.zeros(box.shape, dtype=bool)
+        hit = box.overlap(core_box(tile))
+        if hit is not None:
+            core[hit[0]] = True
         a["owned"] = a["repaired"] & core
         return a
 
@@ -507,7 +511,7 @@ def render_report(ctx: dict[str, Any]) -> str:
     ov_w = int(ov["shape"][1])
     disp_w = min(max(ov_w, OVERVIEW_MIN_PX), OVERVIEW_SHOW_PX)
     px = " px" if disp_w > ov_w else ""
-    links = (f'<a href="{_e(ctx["metrics_name"])}">metrics.tsv</a> · <a href="../manifest.json">manifest.json</a>')
+    links = (f'<a href="{_e(ctx["metrics_name"])}">{QC_METRICS}</a> · <a href="../{MANIFEST}">{MANIFEST}</a>')
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>QC {_e(summ["section"])} · cytopaint</title><style>{_CSS}</style></head>
@@ -542,25 +546,41 @@ def _order_for_panels(m: pd.DataFrame) -> list[int]:
     return key.sort_values(["first", "unrepaired", "sev"], kind="stable").index.tolist()
 
 
-def qc_section(section: str, image_ref: str, mask_ref: str, z: int | None, plan_dir: Path, receipt_path: Path,
-               out_dir: Path, settings: QCSettings | None = None, *, progress: bool = True) -> dict[str, Any]:
-    """Measure, summarise and report one section; returns its ``summary.json`` content."""
-    from ..runtime import code_version_string
+def qc_section(section: Section, plan_dir: Path, receipt_path: Path, out_dir: Path,
+               settings: QCSettings | None = None, *, progress: bool = True) -> dict[str, Any]:
+    """Measure, summarise and report one repaired section.
 
+    Parameters
+    ----------
+    section
+        The section, as the sections table gives it.
+    plan_dir, receipt_path
+        Its plan folder and blend receipt (which names the repaired store).
+    out_dir
+        The QC folder: ``metrics.tsv``, ``summary.json`` and ``report.html`` are written there.
+    settings
+        The ``qc`` block of the config (thresholds, ring).
+
+    Returns
+    -------
+    dict
+        The content of ``summary.json``: the section's row of the stack summary.
+    """
     settings = settings or QCSettings()
-    started, t0 = datetime.now(timezone.utc), time.perf_counter()
+    clock = JobClock()
     plan, plan_info = read_plan_dir(plan_dir)
-    if plan_info["section"] != section:
-        raise ValueError(f"{plan_dir} is the plan of section {plan_info['section']}, not {section}")
+    if plan_info["section"] != section.id:
+        raise ValueError(f"{plan_dir} is the plan of section {plan_info['section']}, not {section.id}")
     receipt = json.loads(Path(receipt_path).read_text())
-    sec = _Section(image_ref, mask_ref, z, receipt["output"])
+    sec = _Section(section, receipt["output"])
     review = (plan_info.get("review") or {}).get("tiles", {})
     metrics = measure_section(sec, plan, review, settings, progress)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_tsv(metrics, out_dir / "metrics.tsv")
+    with atomic_path(out_dir / QC_METRICS) as tmp:
+        metrics.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
     ov = overview(sec)
     repaired_um2 = float(receipt["pixels_repaired"]) * sec.ps ** 2
-    summ = stack.summarize_section(section, metrics, plane_shape=sec.info.plane_shape, pixel_size_um=sec.ps,
+    summ = stack.summarize_section(section.id, metrics, plane_shape=sec.info.plane_shape, pixel_size_um=sec.ps,
                                    pixels_repaired=int(receipt["pixels_repaired"]), repaired_um2=repaired_um2,
                                    tissue_um2=ov["tissue_um2"], output_sha256=receipt.get("sha256_level0"),
                                    settings=settings)
@@ -570,34 +590,18 @@ def qc_section(section: str, image_ref: str, mask_ref: str, z: int | None, plan_
     for i in tqdm(shown, desc=f"qc {section} views", unit="tile", disable=not progress or not shown):
         r = metrics.loc[i]
         tile = plan.iloc[i]
-        a = sec.tile_arrays(tile, (int(tile.y0), int(tile.x0), int(tile.height), int(tile.width)))
+        a = sec.tile_arrays(tile, window_box(tile))
         intact = ~a["repaired"] & ~a["artifact"] & tissue_mask(a["before"], sec.ps, min_od=settings.tissue_min_od,
                                                                 smooth_um=settings.tissue_smooth_um)
         width = r["ring_width_um"] if math.isfinite(r["ring_width_um"]) else settings.ring_width_um
         ring = ring_mask(a["owned"], intact, settings.ring_gap_um / sec.ps, width / sec.ps)
         views[i] = tile_views(a, ring, white)
     small = bool(len(plan)) and int(plan["height"].max()) < 200
-    ended = datetime.now(timezone.utc)
-    summ["job"] = {"python": platform.python_version(), "host": platform.node(),
-                   "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
-                   "started": started.isoformat(timespec="seconds"), "ended": ended.isoformat(timespec="seconds"),
-                   "seconds": round(time.perf_counter() - t0, 3)}
+    summ["job"] = clock.record()
     page = render_report({"metrics": metrics, "settings": settings, "summary": summ, "overview": ov,
                           "bias": detector_bias(sec.ps), "views": views, "shown": shown, "review": review,
-                          "small_tiles": small, "metrics_name": "metrics.tsv", "code": code_version_string(),
-                          "generated": ended.isoformat(timespec="seconds")})
-    _write_text(out_dir / "report.html", page)
-    _write_text(out_dir / "summary.json", json.dumps(summ, indent=1) + "\n")
+                          "small_tiles": small, "metrics_name": QC_METRICS, "code": code_version_string(),
+                          "generated": summ["job"]["ended"]})
+    write_text(out_dir / QC_REPORT, page)
+    write_text(out_dir / QC_SUMMARY, json.dumps(summ, indent=1) + "\n")
     return summ
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
-def _write_tsv(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    df.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
-    tmp.replace(path)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ..io import volume
+from ..io import pyramid, writer
 from ..io.sections import check_section_id
 from . import SectionSpec, iter_windows
 
@@ -45,24 +45,24 @@ def write_synthetic_section(spec: SectionSpec, section: str, out_dir: Path, *, c
     truth.parent.mkdir(parents=True, exist_ok=True)
     levels = pyramid_levels(spec.shape)
     for path in (image, truth):
-        volume.create_image(path, spec.shape, pixel_size_um=spec.pixel_size_um, n_levels=levels,
+        writer.create_image(path, spec.shape, pixel_size_um=spec.pixel_size_um, n_levels=levels,
                             chunks=(chunks, chunks), ngff=ngff)
-    volume.create_label(image, "artifacts")
-    volume.create_label(truth, "layer")
-    volume.create_label(truth, "area")
+    writer.create_label(image, "artifacts")
+    writer.create_label(truth, "layer")
+    writer.create_label(truth, "area")
     cells = []
     n_windows = -(-spec.shape[0] // window) * -(-spec.shape[1] // window)
     for y0, x0, win in tqdm(iter_windows(spec, window), total=n_windows, desc=section, disable=not progress):
-        volume.write_region(image, win["image"], y0, x0)
-        volume.write_region(image, win["artifact"], y0, x0, label="artifacts")
-        volume.write_region(truth, win["intact"], y0, x0)
-        volume.write_region(truth, win["layer"], y0, x0, label="layer")
-        volume.write_region(truth, win["area"], y0, x0, label="area")
+        writer.write_region(image, win["image"], y0, x0)
+        writer.write_region(image, win["artifact"], y0, x0, label="artifacts")
+        writer.write_region(truth, win["intact"], y0, x0)
+        writer.write_region(truth, win["layer"], y0, x0, label="layer")
+        writer.write_region(truth, win["area"], y0, x0, label="area")
         cells.append(win["cells"])
     for path, labels in ((image, ["artifacts"]), (truth, ["layer", "area"])):
-        volume.rebuild_pyramid(path)
+        pyramid.rebuild_pyramid(path)
         for name in labels:
-            volume.rebuild_pyramid(path, label=name)
+            pyramid.rebuild_pyramid(path, label=name)
     cells_path = truth.with_suffix("").with_suffix(".cells.tsv")
     pd.concat(cells, ignore_index=True).to_csv(cells_path, sep="\t", index=False)
     return {"image": os.fspath(image), "mask": f"{image}#labels/artifacts", "truth": os.fspath(truth),
