@@ -29,6 +29,6 @@ localrules:
 
 rule all:
     input:
-        expand(f"{RESULTS}/sections/{{section}}/manifest.json", section=SECTIONS),
-        f"{RESULTS}/qc/index.html",
+        every_section(SECTION.manifest),
+        STACK.qc_index,
     default_target: True

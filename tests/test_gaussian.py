@@ -129,10 +129,10 @@ def test_renoise_composes_with_forward_process() -> None:
     d = DiffusionConfig(steps=100).build()
     g = torch.Generator().manual_seed(0)
     x0 = torch.full((200_000,), 0.5)
-    xa = math.sqrt(d.level_alpha_bar(20)) * x0 + math.sqrt(1 - d.level_alpha_bar(20)) * torch.randn(x0.shape, generator=g)
+    xa = math.sqrt(d.state_alpha_bar(20)) * x0 + math.sqrt(1 - d.state_alpha_bar(20)) * torch.randn(x0.shape, generator=g)
     xb = d.q_renoise(xa, 20, 30, torch.randn(x0.shape, generator=g))
-    assert float(xb.mean()) == pytest.approx(math.sqrt(d.level_alpha_bar(30)) * 0.5, abs=5e-3)
-    assert float(xb.var()) == pytest.approx(1 - d.level_alpha_bar(30), rel=2e-2)
+    assert float(xb.mean()) == pytest.approx(math.sqrt(d.state_alpha_bar(30)) * 0.5, abs=5e-3)
+    assert float(xb.var()) == pytest.approx(1 - d.state_alpha_bar(30), rel=2e-2)
     with pytest.raises(ValueError):
         d.q_renoise(xa, 30, 20, xa)
 

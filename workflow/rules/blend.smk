@@ -5,14 +5,14 @@
 rule blend:
     input:
         sections=SECTIONS_TSV,
-        plan=f"{RESULTS}/sections/{{section}}/plan/tiles.tsv",
+        plan=SECTION.plan_table,
         batches=all_batch_files,
     output:
-        f"{RESULTS}/sections/{{section}}/blend.json",
+        SECTION.receipt,
     log:
-        f"{RESULTS}/logs/blend/{{section}}.log",
+        SECTION.log("blend"),
     params:
-        store=lambda wildcards: f"{section_dir(wildcards.section)}/repaired.ome.zarr",
+        store=SECTION.repaired,
     shell:
-        "{CYTOPAINT} blend --sections {input.sections} --section {wildcards.section}"
-        " --batches {input.batches} --out {params.store} --receipt {output} --replace 2> {log}"
+        "{CYTOPAINT} blend --sections {input.sections:q} --section {wildcards.section}"
+        " --batches {input.batches:q} --out {params.store:q} --receipt {output:q} --replace 2> {log:q}"

@@ -1,5 +1,6 @@
 # Shared set-up: config and sections validation, paths, and plan look-ups after the planning pass.
 import json
+import shlex
 import shutil
 import sys
 from functools import lru_cache
@@ -7,12 +8,15 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from cytopaint.models import package as modelpkg
 from cytopaint.io.sections import check_store, read_sections
+from cytopaint.models import package as modelpkg
+from cytopaint.paths import StackPaths
 
 validate(config, "../schemas/config.schema.yaml")
 
 RESULTS = config["results"]
+STACK = StackPaths(RESULTS)  # the stack's files
+SECTION = STACK.section("{section}")  # a section's files, as rule patterns
 SECTIONS_TSV = config["sections"]
 DEMO = config["demo"]["enabled"]
 # The package's CLI, also when snakemake runs from a virtual environment that is not activated.
@@ -36,8 +40,9 @@ SECTIONS = _sections()
 modelpkg.read_card(config["model"])  # a bad model card fails here, before any job
 
 
-def section_dir(section: str) -> str:
-    return f"{RESULTS}/sections/{section}"
+def every_section(path: str) -> list[str]:
+    """A section file pattern (e.g. ``SECTION.manifest``) for every section of the stack."""
+    return expand(path, section=SECTIONS)
 
 
 def plan_index() -> dict:
@@ -51,18 +56,16 @@ def _read_index(path: str, mtime_ns: int) -> dict:
     return json.loads(Path(path).read_text())
 
 
-def batch_file(section: str, batch: int | str) -> str:
-    return f"{section_dir(section)}/batches/batch_{batch}.npz"
-
-
 def all_batch_files(wildcards) -> list[str]:
-    return [batch_file(wildcards.section, b) for b in plan_index()[wildcards.section]]
+    files = STACK.section(wildcards.section)
+    return [files.batch(b) for b in plan_index()[wildcards.section]]
 
 
 def earlier_batch_files(wildcards) -> list[str]:
-    entry = plan_index()[wildcards.section][wildcards.batch]
-    return [batch_file(wildcards.section, b) for b in entry["after"]]
+    files = STACK.section(wildcards.section)
+    return [files.batch(b) for b in plan_index()[wildcards.section][wildcards.batch]["after"]]
 
 
 def as_json(block: dict) -> str:
+    """A config block as compact JSON, for a rule's params (quote it in the shell with ``:q``)."""
     return json.dumps(block, separators=(",", ":"))

@@ -5,7 +5,7 @@ if DEMO:
         output:
             SECTIONS_TSV,
         log:
-            f"{RESULTS}/logs/synth_demo.log",
+            STACK.log("synth_demo"),
         params:
             out=lambda wildcards, output: str(Path(output[0]).parent),
             sections=" ".join(config["demo"]["sections"]),
@@ -14,4 +14,4 @@ if DEMO:
         shell:
             "{CYTOPAINT} synth --out {params.out} --sections {params.sections} --shape {params.shape}"
             " --pixel-size {params.demo[pixel_size_um]} --seed {params.demo[seed]}"
-            " --damage {params.demo[damaged_fraction]} 2> {log}"
+            " --damage {params.demo[damaged_fraction]} 2> {log:q}"

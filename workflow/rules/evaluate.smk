@@ -1,7 +1,7 @@
 # Evaluation (`snakemake evaluate`): the paper's validation protocol on held-out sections, with
 # classical baselines (cytopaint evaluate). Not part of `all`; results in {results}/evaluation/.
 EVALUATE = config["evaluate"]
-EVAL_DIR = f"{RESULTS}/evaluation"
+EVAL_DIR = STACK.evaluation
 HELDOUT_TSV = EVALUATE["sections"] or f"{EVAL_DIR}/heldout/sections.tsv"
 
 if not EVALUATE["sections"]:
@@ -10,7 +10,7 @@ if not EVALUATE["sections"]:
         output:
             HELDOUT_TSV,
         log:
-            f"{RESULTS}/logs/synth_heldout.log",
+            STACK.log("synth_heldout"),
         threads: 8
         params:
             out=lambda wildcards, output: str(Path(output[0]).parent),
@@ -33,9 +33,9 @@ rule evaluate:
         table=f"{EVAL_DIR}/summary.tsv",
         fcd=f"{EVAL_DIR}/fcd.tsv",
     log:
-        f"{RESULTS}/logs/evaluate.log",
+        STACK.log("evaluate"),
     params:
         out=EVAL_DIR,
         settings=as_json({k: config[k] for k in ("model", "tiling", "repaint", "evaluate")}),
     shell:
-        "{CYTOPAINT} evaluate --settings '{params.settings}' --sections {input.sections} --out {params.out} 2> {log}"
+        "{CYTOPAINT} evaluate --settings {params.settings:q} --sections {input.sections:q} --out {params.out:q} 2> {log:q}"

@@ -20,34 +20,34 @@ rule plan:
         model=MODEL_CARD,
         review=[ancient(REVIEW_TSV)] if REVIEW_TSV else [],
     output:
-        tiles=f"{RESULTS}/sections/{{section}}/plan/tiles.tsv",
-        summary=f"{RESULTS}/sections/{{section}}/plan/plan.json",
+        tiles=SECTION.plan_table,
+        summary=SECTION.plan_settings,
     log:
-        f"{RESULTS}/logs/plan/{{section}}.log",
+        SECTION.log("plan"),
     params:
-        out=lambda wildcards, output: str(Path(output.tiles).parent),
+        out=SECTION.plan_dir,
         tiling=as_json(config["tiling"]),
         normalization=(
-            f"--normalization '{as_json(config['repaint']['normalization'])}'"
+            f"--normalization {shlex.quote(as_json(config['repaint']['normalization']))}"
             if config["repaint"]["normalization"]
             else ""
         ),
         review=lambda wildcards: review_table.section_params(REVIEW, wildcards.section),
-        review_arg=f"--review {REVIEW_TSV}" if REVIEW_TSV else "",
+        review_arg=f"--review {shlex.quote(REVIEW_TSV)}" if REVIEW_TSV else "",
     shell:
-        "{CYTOPAINT} plan --sections {input.sections} --section {wildcards.section} --model {config[model]}"
-        " --tiling '{params.tiling}' {params.normalization} {params.review_arg} --out-dir {params.out} 2> {log}"
+        "{CYTOPAINT} plan --sections {input.sections:q} --section {wildcards.section} --model {config[model]:q}"
+        " --tiling {params.tiling:q} {params.normalization} {params.review_arg} --out-dir {params.out:q} 2> {log:q}"
 
 
 # One planning pass over all sections fixes the batches of every section: a single checkpoint
 # (not one per section), so the DAG is re-evaluated once even for thousands of sections.
 checkpoint plan_index:
     input:
-        expand(f"{RESULTS}/sections/{{section}}/plan/plan.json", section=SECTIONS),
+        every_section(SECTION.plan_settings),
     output:
-        tsv=f"{RESULTS}/plan/index.tsv",
-        json=f"{RESULTS}/plan/index.json",
+        tsv=STACK.plan_index,
+        json=STACK.plan_index_json,
     log:
-        f"{RESULTS}/logs/plan_index.log",
+        STACK.log("plan_index"),
     shell:
-        "{CYTOPAINT} plan-index {input} --out {output.tsv} --out-json {output.json} 2> {log}"
+        "{CYTOPAINT} plan-index {input:q} --out {output.tsv:q} --out-json {output.json:q} 2> {log:q}"

@@ -1,25 +1,24 @@
 # Provenance: one manifest.json per section (inputs, model, config and its hash, tile plan with
 # seeds and review decisions, sampler, output checksum, QC, code version, jobs).
-import shlex
 
 
 rule manifest:
     input:
         sections=SECTIONS_TSV,
-        plan=f"{RESULTS}/sections/{{section}}/plan/tiles.tsv",
-        summary=f"{RESULTS}/sections/{{section}}/plan/plan.json",
+        plan=SECTION.plan_table,
+        summary=SECTION.plan_settings,
         batches=all_batch_files,
-        receipt=f"{RESULTS}/sections/{{section}}/blend.json",
-        qc=f"{RESULTS}/sections/{{section}}/qc/summary.json",
+        receipt=SECTION.receipt,
+        qc=SECTION.qc_summary,
         model=MODEL_CARD,
     output:
-        f"{RESULTS}/sections/{{section}}/manifest.json",
+        SECTION.manifest,
     log:
-        f"{RESULTS}/logs/manifest/{{section}}.log",
+        SECTION.log("manifest"),
     params:
-        plan_dir=lambda wildcards, input: str(Path(input.plan).parent),
-        config=shlex.quote(json.dumps(config, sort_keys=True)),
+        plan_dir=SECTION.plan_dir,
+        config=json.dumps(config, sort_keys=True),
     shell:
-        "printf '%s' {params.config} | {CYTOPAINT} manifest --sections {input.sections} --section {wildcards.section}"
-        " --plan-dir {params.plan_dir} --batches {input.batches} --receipt {input.receipt} --qc {input.qc}"
-        " --config - --out {output} 2> {log}"
+        "printf '%s' {params.config:q} | {CYTOPAINT} manifest --sections {input.sections:q}"
+        " --section {wildcards.section} --plan-dir {params.plan_dir:q} --batches {input.batches:q}"
+        " --receipt {input.receipt:q} --qc {input.qc:q} --config - --out {output:q} 2> {log:q}"

@@ -13,33 +13,33 @@ rule qc:
     input:
         planned=after_planning,
         sections=SECTIONS_TSV,
-        plan=f"{RESULTS}/sections/{{section}}/plan/tiles.tsv",
-        summary=f"{RESULTS}/sections/{{section}}/plan/plan.json",
-        receipt=f"{RESULTS}/sections/{{section}}/blend.json",
+        plan=SECTION.plan_table,
+        summary=SECTION.plan_settings,
+        receipt=SECTION.receipt,
     output:
-        metrics=f"{RESULTS}/sections/{{section}}/qc/metrics.tsv",
-        report=f"{RESULTS}/sections/{{section}}/qc/report.html",
-        summary=f"{RESULTS}/sections/{{section}}/qc/summary.json",
+        metrics=SECTION.qc_metrics,
+        report=SECTION.qc_report,
+        summary=SECTION.qc_summary,
     log:
-        f"{RESULTS}/logs/qc/{{section}}.log",
+        SECTION.log("qc"),
     params:
-        plan_dir=lambda wildcards, input: str(Path(input.plan).parent),
-        out_dir=lambda wildcards, output: str(Path(output.report).parent),
+        plan_dir=SECTION.plan_dir,
+        out_dir=SECTION.qc_dir,
         qc=as_json(config.get("qc") or {}),
     shell:
-        "{CYTOPAINT} qc --sections {input.sections} --section {wildcards.section} --plan-dir {params.plan_dir}"
-        " --receipt {input.receipt} --qc '{params.qc}' --out-dir {params.out_dir} 2> {log}"
+        "{CYTOPAINT} qc --sections {input.sections:q} --section {wildcards.section} --plan-dir {params.plan_dir:q}"
+        " --receipt {input.receipt:q} --qc {params.qc:q} --out-dir {params.out_dir:q} 2> {log:q}"
 
 
 rule qc_summary:
     input:
-        expand(f"{RESULTS}/sections/{{section}}/qc/summary.json", section=SECTIONS),
+        every_section(SECTION.qc_summary),
     output:
-        index=f"{RESULTS}/qc/index.html",
-        tsv=f"{RESULTS}/qc/summary.tsv",
+        index=STACK.qc_index,
+        tsv=STACK.qc_summary,
     log:
-        f"{RESULTS}/logs/qc_summary.log",
+        STACK.log("qc_summary"),
     params:
         out_dir=lambda wildcards, output: str(Path(output.index).parent),
     shell:
-        "{CYTOPAINT} summary {input} --out-dir {params.out_dir} 2> {log}"
+        "{CYTOPAINT} summary {input:q} --out-dir {params.out_dir:q} 2> {log:q}"

@@ -5,21 +5,21 @@ rule repaint:
     input:
         sections=SECTIONS_TSV,
         # a replanned section reruns only the batches whose fingerprint (params.tiles) changed
-        plan=ancient(f"{RESULTS}/sections/{{section}}/plan/tiles.tsv"),
-        summary=ancient(f"{RESULTS}/sections/{{section}}/plan/plan.json"),
+        plan=ancient(SECTION.plan_table),
+        summary=ancient(SECTION.plan_settings),
         model=MODEL_CARD,
         earlier=earlier_batch_files,
     output:
-        f"{RESULTS}/sections/{{section}}/batches/batch_{{batch}}.npz",
+        SECTION.batch("{batch}"),
     wildcard_constraints:
         batch=r"\d+",
     log:
-        f"{RESULTS}/logs/repaint/{{section}}/batch_{{batch}}.log",
+        SECTION.log("repaint", "batch_{batch}"),
     params:
-        plan_dir=lambda wildcards, input: str(Path(input.plan).parent),
+        plan_dir=SECTION.plan_dir,
         repaint=as_json(config["repaint"]),
         tiles=batch_fingerprint,
     shell:
-        "{CYTOPAINT} repaint-batch --sections {input.sections} --section {wildcards.section}"
-        " --plan-dir {params.plan_dir} --batch {wildcards.batch} --earlier {input.earlier}"
-        " --model {config[model]} --repaint '{params.repaint}' --out {output} 2> {log}"
+        "{CYTOPAINT} repaint-batch --sections {input.sections:q} --section {wildcards.section}"
+        " --plan-dir {params.plan_dir:q} --batch {wildcards.batch} --earlier {input.earlier:q}"
+        " --model {config[model]:q} --repaint {params.repaint:q} --out {output:q} 2> {log:q}"

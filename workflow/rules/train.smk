@@ -16,7 +16,7 @@ rule train_demo:
     output:
         f"{RESULTS}/demo_model/demo/model.json",
     log:
-        f"{RESULTS}/logs/train_demo.log",
+        STACK.log("train_demo"),
     params:
         data=f"{RESULTS}/demo_model/data",
         out=f"{RESULTS}/demo_model/demo",

@@ -8,6 +8,9 @@ All maths of the DDPM lives here; samplers only call these methods. Equation num
 Time indexing: the process has ``T`` steps and states ``x_0 .. x_T``. Array index ``i`` in
 ``0 .. T-1`` holds the quantities of the step that produces ``x_{i+1}`` from ``x_i`` (``betas[i]``
 is beta_{i+1} in the papers) and the network is called with ``i`` when denoising ``x_{i+1}``.
+Samplers walk the states: a reverse step from state ``n`` (``1 .. T``) is step index
+``i = n - 1`` (`step_index`); the forward process to a state, `q_sample_state` and `q_renoise`,
+takes state numbers, with ``alpha_bar`` of state 0 (the data) equal to 1 (`state_alpha_bar`).
 All per-step arrays are float64 numpy; tensors are gathered per sample with ``_extract``.
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import Enum
 
 import numpy as np
 import torch
@@ -26,6 +30,23 @@ COSINE_S = 0.008
 MAX_BETA = 0.999
 #: Weight lambda of L_vlb in the hybrid objective, [ND] section 3.1.
 HYBRID_LAMBDA = 1e-3
+
+
+class Variance(str, Enum):
+    """How Sigma_theta(x_t, t) is chosen: learned between beta-tilde and beta ([ND] eq. 15), or fixed
+    ([Ho] section 3.2). The values are the names model cards use."""
+
+    LEARNED_RANGE = "learned_range"
+    FIXED_SMALL = "fixed_small"
+    FIXED_LARGE = "fixed_large"
+
+    @classmethod
+    def parse(cls, value: str | Variance) -> Variance:
+        """The variance type named ``value``; ValueError for any other name."""
+        try:
+            return cls(value)
+        except ValueError:
+            raise ValueError(f"unknown variance type {value!r} (one of {[v.value for v in cls]})") from None
 
 
 def cosine_alpha_bar(t: np.ndarray | float) -> np.ndarray:
@@ -113,8 +134,7 @@ class DiffusionConfig:
     def __post_init__(self) -> None:
         if self.schedule not in ("cosine", "linear"):
             raise ValueError(f"unknown noise schedule {self.schedule!r} (cosine or linear)")
-        if self.variance not in ("learned_range", "fixed_small", "fixed_large"):
-            raise ValueError(f"unknown variance type {self.variance!r}")
+        Variance.parse(self.variance)
 
     def build(self, respace: int | Sequence[int] | None = None) -> GaussianDiffusion:
         """The process, optionally respaced to ``respace`` evenly spaced steps or an explicit step list."""
@@ -132,13 +152,13 @@ class GaussianDiffusion:
     identity unless the process was respaced.
     """
 
-    def __init__(self, betas: np.ndarray, variance: str = "learned_range", timestep_map: Sequence[int] | None = None,
-                 original_steps: int | None = None):
+    def __init__(self, betas: np.ndarray, variance: str | Variance = Variance.LEARNED_RANGE,
+                 timestep_map: Sequence[int] | None = None, original_steps: int | None = None):
         betas = np.asarray(betas, dtype=np.float64)
         if betas.ndim != 1 or np.any(betas <= 0) or np.any(betas > 1):
             raise ValueError("betas must be a 1-D array in (0, 1]")
         self.betas = betas
-        self.variance = variance
+        self.variance = Variance.parse(variance)
         self.num_timesteps = len(betas)
         self.original_steps = original_steps or self.num_timesteps
         self.timestep_map = np.asarray(timestep_map if timestep_map is not None else np.arange(len(betas)), np.int64)
@@ -177,20 +197,31 @@ class GaussianDiffusion:
         """Sample x_t ~ q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I), [Ho] eq. 4."""
         return _extract(self.sqrt_alphas_cumprod, t, x0) * x0 + _extract(self.sqrt_one_minus_alphas_cumprod, t, x0) * noise
 
-    def q_renoise(self, x_from: torch.Tensor, t_from: int, t_to: int, noise: torch.Tensor) -> torch.Tensor:
-        """Sample x_{t_to} ~ q(x_{t_to} | x_{t_from}) for t_to > t_from (RePaint's jump forward).
+    def q_sample_state(self, x0: torch.Tensor, n: int, noise: torch.Tensor) -> torch.Tensor:
+        """Sample state x_n ~ q(x_n | x_0) = N(sqrt(abar_n) x_0, (1 - abar_n) I), [Ho] eq. 4, for one n."""
+        abar = self.state_alpha_bar(n)
+        return math.sqrt(abar) * x0 + math.sqrt(1.0 - abar) * noise
 
-        Levels count states: level n is x_n, level 0 is data, so abar at level n is ``alphas_cumprod[n-1]``.
-        q(x_b | x_a) = N(sqrt(abar_b / abar_a) x_a, (1 - abar_b / abar_a) I).
+    def q_renoise(self, x_from: torch.Tensor, n_from: int, n_to: int, noise: torch.Tensor) -> torch.Tensor:
+        """Sample state x_{n_to} ~ q(x_{n_to} | x_{n_from}) for n_to > n_from (RePaint's jump forward).
+
+        q(x_b | x_a) = N(sqrt(abar_b / abar_a) x_a, (1 - abar_b / abar_a) I), from [Ho] eq. 2.
         """
-        if not 0 <= t_from < t_to <= self.num_timesteps:
-            raise ValueError(f"cannot re-noise from level {t_from} to level {t_to}")
-        ratio = self.level_alpha_bar(t_to) / self.level_alpha_bar(t_from)
+        if not 0 <= n_from < n_to <= self.num_timesteps:
+            raise ValueError(f"cannot re-noise from state {n_from} to state {n_to}")
+        ratio = self.state_alpha_bar(n_to) / self.state_alpha_bar(n_from)
         return math.sqrt(ratio) * x_from + math.sqrt(1.0 - ratio) * noise
 
-    def level_alpha_bar(self, level: int) -> float:
-        """alpha-bar of state x_level (1 at level 0)."""
-        return 1.0 if level == 0 else float(self.alphas_cumprod[level - 1])
+    def state_alpha_bar(self, n: int) -> float:
+        """alpha-bar of state x_n: ``alphas_cumprod[n - 1]``, and 1 for the data x_0."""
+        if not 0 <= n <= self.num_timesteps:
+            raise ValueError(f"state {n} outside 0..{self.num_timesteps}")
+        return 1.0 if n == 0 else float(self.alphas_cumprod[n - 1])
+
+    @staticmethod
+    def step_index(n: int) -> int:
+        """The step index of the reverse step from state x_n to x_{n-1} (what the network is called with)."""
+        return n - 1
 
     def q_posterior(self, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Mean, variance and clipped log-variance of q(x_{t-1} | x_t, x_0), [Ho] eq. 7."""
@@ -211,18 +242,18 @@ class GaussianDiffusion:
         """
         min_log = _extract(self.posterior_log_variance_clipped, t, like)
         max_log = _extract(np.log(self.betas), t, like)
-        if self.variance == "learned_range":
+        if self.variance is Variance.LEARNED_RANGE:
             if var_out is None:
                 raise ValueError("learned_range variance needs the network's variance channels")
             frac = (var_out.float() + 1.0) / 2.0
             return frac * max_log + (1.0 - frac) * min_log
-        if self.variance == "fixed_small":
+        if self.variance is Variance.FIXED_SMALL:
             return min_log.expand_as(like)
         return _extract(self.fixed_large_log_variance, t, like).expand_as(like)
 
     def split_output(self, out: torch.Tensor, channels: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Split the network output into eps and (for learned variance) the variance interpolation v."""
-        if self.variance == "learned_range":
+        if self.variance is Variance.LEARNED_RANGE:
             if out.shape[1] != 2 * channels:
                 raise ValueError(f"learned_range needs {2 * channels} output channels, the network gave {out.shape[1]}")
             return out[:, :channels], out[:, channels:]

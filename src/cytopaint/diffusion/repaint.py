@@ -1,11 +1,12 @@
 """RePaint sampling (Lugmayr et al. 2022, "RePaint: Inpainting using Denoising Diffusion Probabilistic Models").
 
 Algorithm 1 of the paper, on batches of tiles with per-sample masks and one random generator
-per tile: before each reverse step from x_n the known pixels are replaced by the original
-forward-noised to level n (eq. 8: x_{n-1} = m * x_{n-1}^known + (1 - m) * x_{n-1}^unknown),
-the unknown part takes one learned-variance reverse step, and every ``jump_length`` levels the
+per tile: before each reverse step from state x_n the known pixels are replaced by the original
+forward-noised to state n (eq. 8: x_{n-1} = m * x_{n-1}^known + (1 - m) * x_{n-1}^unknown),
+the unknown part takes one learned-variance reverse step, and every ``jump_length`` states the
 sampler jumps back up by re-noising (``jump_n_sample`` passes over each stretch, section 4.2).
-After the last step the known pixels are pasted back exactly.
+After the last step the known pixels are pasted back exactly. All maths is
+`cytopaint.diffusion.gaussian`'s; states are numbered as there (x_T noise .. x_0 data).
 """
 
 from __future__ import annotations
@@ -36,33 +37,33 @@ class RePaintSettings:
             raise ValueError("jump_length and jump_n_sample must be >= 1")
 
 
-def jump_schedule(num_levels: int, jump_length: int, jump_n_sample: int) -> list[tuple[int, int]]:
-    """The sequence of level transitions (from, to) of RePaint with resampling.
+def jump_schedule(num_states: int, jump_length: int, jump_n_sample: int) -> list[tuple[int, int]]:
+    """The sequence of state transitions (from, to) of RePaint with resampling.
 
-    Levels run from ``num_levels`` (pure noise) to 0 (data). A transition (n, n-1) is one reverse
-    step (one network evaluation); (n, n+j) is a jump forward by re-noising. After arriving at a
-    level n that is a multiple of ``jump_length`` with n + jump_length < num_levels, the sampler
-    jumps up by ``jump_length`` and walks back down, ``jump_n_sample - 1`` times. The number of
-    reverse steps is therefore t_T + (r - 1) j ceil((t_T - j) / j).
+    States run from ``num_states`` (pure noise, x_T) to 0 (data). A transition (n, n-1) is one
+    reverse step (one network evaluation); (n, n+j) is a jump forward by re-noising. After arriving
+    at a state n that is a multiple of ``jump_length`` with n + jump_length < num_states, the
+    sampler jumps up by ``jump_length`` and walks back down, ``jump_n_sample - 1`` times. The
+    number of reverse steps is therefore t_T + (r - 1) j ceil((t_T - j) / j).
     """
-    if num_levels < 1:
-        raise ValueError("need at least one level")
+    if num_states < 1:
+        raise ValueError("need at least one state")
     schedule: list[tuple[int, int]] = []
-    n = num_levels
+    n = num_states
     while n > 0:
         schedule.append((n, n - 1))
         n -= 1
-        if n % jump_length == 0 and n + jump_length < num_levels:
+        if n % jump_length == 0 and n + jump_length < num_states:
             for _ in range(jump_n_sample - 1):
                 schedule.append((n, n + jump_length))
                 schedule.extend((m, m - 1) for m in range(n + jump_length, n, -1))
     return schedule
 
 
-def expected_nfe(num_levels: int, jump_length: int, jump_n_sample: int) -> int:
+def expected_nfe(num_states: int, jump_length: int, jump_n_sample: int) -> int:
     """Network evaluations of ``jump_schedule``: t_T + (r - 1) j ceil((t_T - j) / j)."""
-    jumps = max(0, math.ceil((num_levels - jump_length) / jump_length))
-    return num_levels + (jump_n_sample - 1) * jump_length * jumps
+    jumps = max(0, math.ceil((num_states - jump_length) / jump_length))
+    return num_states + (jump_n_sample - 1) * jump_length * jumps
 
 
 def autocast_for(device: torch.device) -> torch.autocast | nullcontext:
@@ -131,10 +132,9 @@ def repaint(model: Model, diffusion: GaussianDiffusion, known: torch.Tensor, mas
             if n_to > n_from:  # jump forward: x_{n_to} ~ q(x_{n_to} | x_{n_from})
                 x = diffusion.q_renoise(x, n_from, n_to, gaussian_noise_like(x, generators))
                 continue
-            t = torch.full((batch,), n_from - 1, device=device, dtype=torch.long)
-            # Known part at level n_from: the original passed through the forward process (eq. 8, top).
-            known_t = math.sqrt(diffusion.level_alpha_bar(n_from)) * known + math.sqrt(
-                1.0 - diffusion.level_alpha_bar(n_from)) * gaussian_noise_like(known, generators)
+            t = torch.full((batch,), diffusion.step_index(n_from), device=device, dtype=torch.long)
+            # Known part at state n_from: the original passed through the forward process (eq. 8, top).
+            known_t = diffusion.q_sample_state(known, n_from, gaussian_noise_like(known, generators))
             x = torch.where(unknown, x, known_t)
             out = diffusion.model_forward(model, x, t)
             nfe += 1
