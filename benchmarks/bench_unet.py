@@ -11,7 +11,8 @@ import time
 
 import torch
 
-from cytopaint.diffusion.unet import PAPER_1024, TINY_64, UNet, UNetConfig, count_parameters
+from cytopaint.diffusion.unet import PAPER_1024, TINY_64, UNet, UNetConfig
+from cytopaint.models.package import count_parameters
 
 
 def time_forward(cfg: UNetConfig, device: str, repeats: int, batch: int = 1) -> float:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cytopaint.diffusion.unet import PAPER_1024, TINY_64, AttentionBlock, UNet, UNetConfig, count_parameters
+from cytopaint.diffusion.unet import PAPER_1024, TINY_64, AttentionBlock, UNet, UNetConfig
+from cytopaint.models.package import count_parameters
 
 
 def test_tiny_output_shape_and_learned_sigma_channels(tiny_config: UNetConfig) -> None:

@@ -97,21 +97,36 @@ def blend_section(
     progress: bool = False,
     workers: int | None = None,
 ) -> dict[str, Any]:
-    """Write ``out_path`` (the repaired section, see the module docstring) and return a receipt.
+    """Write the repaired section ``out_path`` (see the module docstring) and return its receipt.
 
-    ``workers`` threads read batch files and compose level-0 windows (default: the usable CPUs,
-    at most 8); memory is about ``workers`` windows of ``window_px`` squared pixels plus their
-    tiles, and a few KB per tile for the index. Raises FileExistsError if ``out_path`` exists,
-    and ValueError, before anything is written, for tiles outside the image, of the wrong dtype
-    or shape, or owning a pixel another tile owns.
+    Parameters
+    ----------
+    image_ref, z
+        The input image (plane ``z`` of a stack, or None); it is only read.
+    batch_files
+        Every batch result of the section (`cytopaint.io.batchfile`).
+    out_path
+        The store to write; it must not exist yet.
+    window_px
+        Side of the level-0 windows composed at once (rounded to whole write blocks).
+    workers
+        Threads that read batch files and compose windows (default: the usable CPUs, at most 8);
+        memory is about ``workers`` windows of ``window_px`` squared pixels plus their tiles, and
+        a few KB per tile for the index.
 
-    Receipt (JSON-ready): ``output``, ``input``, ``z``, ``n_batch_files``, ``n_tiles`` (with
-    owned pixels), ``pixels_repaired``, ``block_shape`` (the write block: shard, else chunk),
-    ``touched_chunks`` (level-0 blocks rewritten), ``input_shape``, ``output_shape``,
-    ``sha256_level0`` and ``sha256_scheme``, ``pyramid`` (how levels >= 1 were made),
-    ``copied_encoded`` (per copied level: untouched blocks copied as stored bytes), ``rebuilt``
-    (per level >= 1: the number of blocks recomputed and their bounding ``region`` (y0, x0, h, w)
-    in that level's pixels) and ``durations_s``.
+    Returns
+    -------
+    dict
+        The receipt (JSON-ready): ``output``, ``input``, ``z``, ``n_batch_files``, ``n_tiles`` (with
+        owned pixels), ``pixels_repaired``, ``block_shape`` (the write block: shard, else chunk),
+        ``touched_chunks`` (level-0 blocks rewritten), ``input_shape``, ``output_shape``,
+        ``sha256_level0`` and ``sha256_scheme``, ``pyramid`` (how levels >= 1 were made),
+        ``copied_encoded`` (per copied level: untouched blocks copied as stored bytes), ``rebuilt``
+        (per level >= 1: the number of blocks recomputed and their bounding ``region``
+        (y0, x0, h, w) in that level's pixels) and ``durations_s``.
+
+    Raises FileExistsError if ``out_path`` exists, and ValueError, before anything is written,
+    for tiles outside the image, of the wrong dtype or shape, or owning a pixel another tile owns.
     """
     t_start = time.perf_counter()
     out_path = Path(out_path)

@@ -222,7 +222,3 @@ class UNet(nn.Module):
         if cfg.stem_unshuffle > 1:
             h = F.pixel_shuffle(h, cfg.stem_unshuffle)
         return h
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

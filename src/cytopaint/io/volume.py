@@ -117,7 +117,7 @@ def ome_attrs(group: zarr.Group) -> dict[str, Any]:
     return attrs
 
 
-def _compose(
+def _fold_transforms(
     transforms: Sequence[dict[str, Any]], ndim: int, ref: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fold a list of NGFF scale/translation transforms into one (scale, translation)."""
@@ -170,7 +170,7 @@ def read_multiscale(group: zarr.Group, ref: str) -> tuple[ImageInfo, dict[str, A
             raise ValueError(f"{ref}: dataset {ds['path']!r} has no coordinateTransformations")
         if arr.ndim != ndim:
             raise ValueError(f"{ref}: dataset {ds['path']!r} has {arr.ndim} dims, axes {axes!r}")
-        scale, trans = _compose([*ds["coordinateTransformations"], *glob], ndim, ref)
+        scale, trans = _fold_transforms([*ds["coordinateTransformations"], *glob], ndim, ref)
         level_paths.append(ds["path"])
         level_shapes.append(tuple(int(s) for s in arr.shape))
         scales.append((scale * to_um, trans * to_um))
@@ -223,13 +223,17 @@ def plane_index(info: ImageInfo, level: int, z: int | None) -> tuple[int, ...]:
     return (z * info.level_shapes[level][0] // info.shape[0],)
 
 
+def open_plane(ref: str, level: int, z: int | None, mode: str = "r") -> tuple[zarr.Array, tuple[int, ...]]:
+    """The array of one level of a multiscale (opened in ``mode``) and the leading index of plane ``z``."""
+    group = open_group(ref, mode)
+    info, _ = read_multiscale(group, ref)
+    return level_array(group, info, level), plane_index(info, level, z)
+
+
 def open_level(path: str | os.PathLike[str], level: int = 0, z: int | None = None) -> da.Array:
     """Lazy 2-D (y, x) dask array of one pyramid level of a section (opened read-only)."""
-    ref = os.fspath(path)
-    group = open_group(ref, "r")
-    info, _ = read_multiscale(group, ref)
-    arr = level_array(group, info, level)
-    return da.from_zarr(arr)[plane_index(info, level, z)]
+    arr, lead = open_plane(os.fspath(path), level, z)
+    return da.from_zarr(arr)[lead]
 
 
 def read_region(
@@ -245,11 +249,7 @@ def read_region(
     """Read an (h, w) window of one level; the part outside the image is ``fill``."""
     if h < 0 or w < 0:
         raise ValueError(f"{path}: negative window size {(h, w)}")
-    ref = os.fspath(path)
-    group = open_group(ref, "r")
-    info, _ = read_multiscale(group, ref)
-    arr = level_array(group, info, level)
-    lead = plane_index(info, level, z)
+    arr, lead = open_plane(os.fspath(path), level, z)
     ny, nx = arr.shape[-2:]
     out = np.full((h, w), fill, dtype=arr.dtype)
     ya, yb = max(y0, 0), min(y0 + h, ny)

@@ -17,8 +17,8 @@ import numpy as np
 import zarr
 
 from .pyramid import rebuild_pyramid
-from .volume import (DOWNSCALE, NGFF_ZARR_FORMAT, SUPPORTED_AXES, ImageInfo, label_ref, level_array, ome_attrs,
-                     open_group, plane_index, read_info, read_multiscale)
+from .volume import (DOWNSCALE, NGFF_ZARR_FORMAT, SUPPORTED_AXES, ImageInfo, label_ref, ome_attrs,
+                     open_group, open_plane, read_info, read_multiscale)
 
 _LABEL_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
@@ -243,10 +243,7 @@ def write_region(
 ) -> None:
     """Write a 2-D block at (y0, x0) into one level of an image, or of its label ``label``."""
     ref = label_ref(path, label)
-    group = open_group(ref, "r+")
-    info, _ = read_multiscale(group, ref)
-    arr = level_array(group, info, level)
-    lead = plane_index(info, level, z)
+    arr, lead = open_plane(ref, level, z, "r+")
     block = np.asarray(block)
     if block.ndim != 2:
         raise ValueError(f"{ref}: block must be 2-D (y, x), got shape {block.shape}")

@@ -23,8 +23,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
-from ..diffusion.unet import count_parameters
-from .package import (CARD_NAME, ModelPackageError, read_card_json, sha256_file, verified_weights,
+from .package import (count_parameters, CARD_NAME, ModelPackageError, read_card_json, sha256_file, verified_weights,
                        write_weights)
 
 FORMAT = "cytopaint-classifier"

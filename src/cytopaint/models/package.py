@@ -25,7 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..diffusion.gaussian import DiffusionConfig, GaussianDiffusion
-from ..diffusion.unet import UNet, UNetConfig, count_parameters
+from ..diffusion.unet import UNet, UNetConfig
 from .normalization import Normalization
 
 CARD_NAME = "model.json"
@@ -64,6 +64,11 @@ class PackagedModel:
 
     def diffusion(self, respace: int | None = None) -> GaussianDiffusion:
         return self.diffusion_config.build(respace)
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Number of parameters of a network (recorded in package cards)."""
+    return sum(p.numel() for p in model.parameters())
 
 
 def card_schema() -> dict[str, Any]:

@@ -6,7 +6,8 @@
 
 from .areas import AREA_TYPES, LAYER_NAMES, AreaInstance, AreaType, areal_density
 from .artifacts import artifact_layout
-from .cortex import KINDS, geometry
+from .cells import KINDS
+from .cortex import geometry
 from .freeform import LIU_BINS, freeform_mask
 from .render import cells_in_window, iter_windows, label_window, render_section, render_window
 from .spec import ARTIFACT_KINDS, SectionSpec

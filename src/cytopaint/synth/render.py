@@ -14,16 +14,16 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 
-from . import cortex
 from .artifacts import apply_artifacts, artifact_layout, margin_px
-from .cortex import KINDS, Geometry, _BlockGen, geometry
+from .cells import BLOCK_UM, KINDS, VESSEL_REACH_UM, BlockGen, cells_in_region, no_cells, segment_distance
+from .cortex import Geometry, geometry
 from .noise import fbm_grid, lattice_grid, tile_normal
 from .spec import SectionSpec
 
 _BUCKETS = np.array([3, 4, 6, 8, 11, 16, 22, 32, 45, 64, 90, 128, 181, 256])
 _FIXED = 2.0 ** 16  # fixed-point scale of accumulated cell OD
 _CHUNK = 1 << 20  # pixels evaluated per vectorised chunk (bounds memory)
-# lattice-noise streams (distinct from cortex.S_DENSITY and artifacts.S_*)
+# lattice-noise streams (distinct from cells.S_DENSITY and artifacts.S_*)
 S_PIA, S_LAYER, S_TEXTURE, S_NISSL, S_GAIN, S_BG = 1, 2, 3, 4, 5, 6
 S_PIXEL_NOISE, S_ROUGH = 7, 8
 
@@ -119,7 +119,7 @@ def draw_vessels(v: dict[str, np.ndarray], y0: int, x0: int, h: int, w: int, ps:
         py = ((np.arange(r0, r1) + y0 + 0.5) * ps)[:, None]
         px = ((np.arange(c0, c1) + x0 + 0.5) * ps)[None, :]
         one = {k: v[k][i] for k in ("y0", "x0", "y1", "x1")}
-        d, t = cortex.segment_distance(py, px, one)
+        d, t = segment_distance(py, px, one)
         length = math.hypot(one["y1"] - one["y0"], one["x1"] - one["x0"])
         r_eff = r * np.sqrt(np.clip(np.minimum(t, 1 - t) * length / (2 * r) + 0.1, 0, 1))
         d = (d - r_eff + r + rough[r0:r1, c0:c1]).astype(np.float32)
@@ -152,7 +152,7 @@ def label_window(spec: SectionSpec, y0: int, x0: int, h: int, w: int) -> tuple[n
     return lab["layer"], lab["area"]
 
 
-def _clean(spec: SectionSpec, geom: Geometry, gen: _BlockGen, y0: int, x0: int, h: int, w: int,
+def _clean(spec: SectionSpec, geom: Geometry, gen: BlockGen, y0: int, x0: int, h: int, w: int,
            with_cells: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """Intact tissue OD (exactly 0 off the tissue), layer map, area map and the cells that touch the window."""
     ps, seed = spec.pixel_size_um, spec.seed
@@ -169,11 +169,11 @@ def _clean(spec: SectionSpec, geom: Geometry, gen: _BlockGen, y0: int, x0: int, 
     od = alpha * (base * texture + limitans)
     rough = lattice_grid(seed, S_ROUGH, ys, xs, 2.5) if 2.5 >= fine else np.zeros((h, w), np.float32)
     if with_cells:
-        cells = cortex.cells_in_region(spec, y0 * ps, x0 * ps, (y0 + h) * ps, (x0 + w) * ps, gen)
+        cells = cells_in_region(spec, y0 * ps, x0 * ps, (y0 + h) * ps, (x0 + w) * ps, gen)
         od_cells = draw_cells(cells, y0, x0, h, w, ps, 0.5 * rough)
         od += od_cells * (1 + fbm_grid(seed, S_NISSL, ys, xs, (1.2, 3.0), (0.14, 0.07), fine))
     else:
-        cells = cortex.no_cells()
+        cells = no_cells()
     mult, rim = draw_vessels(_vessels_near(gen, ys[0], xs[0], ys[-1], xs[-1]), y0, x0, h, w, ps, rough)
     gain = geom.gain * (1 + 0.07 * lattice_grid(seed, S_GAIN, ys, xs, 1500.0)
                         + 0.03 * lattice_grid(seed, S_GAIN + 100, ys, xs, 300.0))
@@ -181,9 +181,9 @@ def _clean(spec: SectionSpec, geom: Geometry, gen: _BlockGen, y0: int, x0: int, 
     return od, lab["layer"], lab["area"], cells
 
 
-def _vessels_near(gen: _BlockGen, y0_um: float, x0_um: float, y1_um: float, x1_um: float) -> dict[str, np.ndarray]:
-    b = cortex.BLOCK_UM
-    r = cortex.VESSEL_REACH_UM
+def _vessels_near(gen: BlockGen, y0_um: float, x0_um: float, y1_um: float, x1_um: float) -> dict[str, np.ndarray]:
+    b = BLOCK_UM
+    r = VESSEL_REACH_UM
     parts = [gen.vessel_block(by, bx)
              for by in range(max(0, int((y0_um - r) // b)), min(gen.nby, int((y1_um + r) // b) + 1))
              for bx in range(max(0, int((x0_um - r) // b)), min(gen.nbx, int((x1_um + r) // b) + 1))]
@@ -221,7 +221,7 @@ def render_window(spec: SectionSpec, y0: int, x0: int, h: int, w: int,
         raise ValueError(f"window ({y0}, {x0}, {h}, {w}) is empty or outside the section {spec.shape}")
     ps = spec.pixel_size_um
     geom = geometry(spec)
-    gen = _BlockGen(spec, geom)
+    gen = BlockGen(spec, geom)
     arts = artifact_layout(spec)
     m = margin_px(spec, arts, y0, x0, h, w)
     od_ext, layer, area, cells = _clean(spec, geom, gen, y0 - m, x0 - m, h + 2 * m, w + 2 * m, with_cells)
@@ -261,7 +261,7 @@ def iter_windows(spec: SectionSpec, size: int = 2048,
 def cells_in_window(spec: SectionSpec, y0: int, x0: int, h: int, w: int) -> pd.DataFrame:
     """Ground-truth cell table of a window without rendering pixels."""
     ps = spec.pixel_size_um
-    cells = cortex.cells_in_region(spec, y0 * ps, x0 * ps, (y0 + h) * ps, (x0 + w) * ps)
+    cells = cells_in_region(spec, y0 * ps, x0 * ps, (y0 + h) * ps, (x0 + w) * ps)
     return _cell_table(cells, y0, x0, h, w, ps)
 
 
