@@ -24,7 +24,7 @@ from cytopaint.diffusion.gaussian import DiffusionConfig
 from cytopaint.diffusion.unet import UNet
 from cytopaint.plan.stage import TilingConfig, plan_section, read_plan_dir
 from cytopaint.qc.metrics import METRIC_COLUMNS, QCSettings
-from cytopaint.qc.report import qc_section
+from cytopaint.qc.stage import qc_section
 from cytopaint.plan.ownership import batch_dependencies
 from cytopaint.repaint.stage import RepaintConfig, run_batch
 from cytopaint.plan.section import Section

@@ -162,7 +162,7 @@ def _qc(args: argparse.Namespace) -> int:
 
     from .plan.section import Section
     from .qc.metrics import QCSettings
-    from .qc.report import qc_section
+    from .qc.stage import qc_section
 
     summary = qc_section(Section.from_table(args.sections, args.section), Path(args.plan_dir), Path(args.receipt),
                          Path(args.out_dir), QCSettings.from_config(json.loads(args.qc)), progress=not args.quiet)

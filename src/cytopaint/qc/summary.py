@@ -26,6 +26,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .metrics import QCSettings
+from .templating import asset, fill
 
 # per-tile metric histograms: (low, high, bins, title); values outside land in the end bins
 HISTOGRAMS: dict[str, tuple[float, float, int, str]] = {
@@ -76,7 +77,7 @@ def _worst(values: pd.Series, signed: bool) -> float | None:
 def summarize_section(section: str, metrics: pd.DataFrame, *, plane_shape: Sequence[int], pixel_size_um: float,
                       pixels_repaired: int, repaired_um2: float, tissue_um2: float, output_sha256: str | None,
                       settings: QCSettings) -> dict[str, Any]:
-    """The section's ``summary.json`` content from its metrics table (`cytopaint.qc.report`)."""
+    """The section's ``summary.json`` content from its metrics table (`cytopaint.qc.measure`)."""
     flags = Counter(c for f in metrics["flags"] for c in f.split(";") if c)
     repaired = metrics["status"] != "insufficient_context"
     return {
@@ -181,80 +182,14 @@ def plots(rows: list[dict[str, Any]], hist: dict[str, np.ndarray], limits: dict[
 
 # ------------------------------------------------------------------------------ index page
 
-_INDEX_CSS = """
-*{box-sizing:border-box}body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;color:#1f2328}
-header{background:#0f172a;color:#e2e8f0;padding:18px 28px}header h1{margin:0 0 4px;font-size:22px}
-.stats{display:flex;flex-wrap:wrap;gap:10px;margin-top:12px}.stat{background:#1e293b;border-radius:6px;
-padding:6px 12px}.stat b{display:block;font-size:18px;color:#fff}main{padding:18px 28px}
-h2{font-size:17px;margin:24px 0 10px;border-bottom:1px solid #d8dee4;padding-bottom:4px}
-.controls{display:flex;gap:16px;align-items:center;flex-wrap:wrap;margin-bottom:10px}
-.controls input[type=search]{padding:5px 8px;width:280px;border:1px solid #c4ccd5;border-radius:5px}
-button{padding:3px 10px;border:1px solid #c4ccd5;background:#fff;border-radius:5px;cursor:pointer}
-button:disabled{opacity:.4;cursor:default}
-table{border-collapse:collapse;font-size:13px;width:100%}th,td{padding:4px 8px;border-bottom:1px solid #e5e9ee;
-text-align:right;white-space:nowrap}th{background:#f6f8fa;cursor:pointer;position:sticky;top:0;user-select:none}
-th.text,td.text,th.link,td.link{text-align:left}th[aria-sort=ascending]::after{content:" ▲"}
-th[aria-sort=descending]::after{content:" ▼"}tr:hover td{background:#f8fafc}td.bad{color:#c9184a;font-weight:600}
-.plots{display:flex;flex-wrap:wrap;gap:14px}.plots figure{margin:0;font-size:12px;color:#59636e}
-.plots img{display:block;border:1px solid #e5e9ee}#count{color:#59636e}
-"""
-
-# Table state: filtered, sorted row indices; only one page of rows is ever in the DOM.
-_INDEX_JS = """
-(function(){
-var D=JSON.parse(document.getElementById("data").textContent),C=D.columns,R=D.rows,L=D.limits,I={};
-C.forEach(function(c,i){I[c[0]]=i});
-var PAGE=100,page=0,sortCol=I.flagged_tiles,asc=false,view=[];
-var q=document.getElementById("q"),fo=document.getElementById("flagged"),ro=document.getElementById("reviewed");
-var body=document.querySelector("#stack tbody"),head=document.querySelector("#stack thead tr");
-function esc(s){return String(s).replace(/[&<>"]/g,function(c){return{"&":"&amp;","<":"&lt;",">":"&gt;",
-  '"':"&quot;"}[c]})}
-function fmt(v,k){if(v===null||v===undefined||v==="")return"–";
-  if(k==="int")return v.toLocaleString("en");if(k==="mm2")return(v/1e6).toFixed(3);
-  if(k==="pct")return v.toFixed(2);if(k==="rel")return(v>0?"+":"")+(100*v).toFixed(0)+"%";
-  if(k==="z")return v.toFixed(2);return esc(v)}
-function bad(key,v){if(v===null||v===undefined)return false;var l=L[key];
-  return l!==undefined&&(key==="worst_seam"?v>l:Math.abs(v)>l)}
-C.forEach(function(c,i){var th=document.createElement("th");th.textContent=c[1];th.className=c[2];
-  th.addEventListener("click",function(){if(sortCol===i)asc=!asc;else{sortCol=i;asc=c[2]==="text"}update()});
-  head.appendChild(th)});
-function update(){
-  var terms=q.value.toLowerCase().split(/[\\s,]+/).filter(Boolean),f=fo.checked,r=ro.checked;
-  view=[];for(var i=0;i<R.length;i++){var row=R[i],s=row[0].toLowerCase(),ok=!terms.length;
-    for(var t=0;t<terms.length&&!ok;t++)if(s.indexOf(terms[t])>=0)ok=true;
-    if(ok&&f&&!(row[I.flagged_tiles]>0))ok=false;
-    if(ok&&r&&!(row[I.regenerated]>0||row[I.accepted]>0))ok=false;if(ok)view.push(i)}
-  var k=sortCol,text=C[k][2]==="text"||C[k][2]==="link",dir=asc?1:-1,abs=C[k][2]==="rel"||C[k][0]==="worst_intensity_z";
-  view.sort(function(a,b){var x=R[a][k],y=R[b][k];if(x===null&&y===null)return a-b;if(x===null)return 1;
-    if(y===null)return -1;if(text)return dir*String(x).localeCompare(String(y))||a-b;
-    if(abs){x=Math.abs(x);y=Math.abs(y)}return dir*(x-y)||a-b});
-  page=Math.min(page,Math.max(0,Math.ceil(view.length/PAGE)-1));render()}
-function render(){
-  Array.prototype.forEach.call(head.children,function(th,i){if(i===sortCol)th.setAttribute("aria-sort",
-    asc?"ascending":"descending");else th.removeAttribute("aria-sort")});
-  var h=[],end=Math.min(view.length,(page+1)*PAGE);
-  for(var j=page*PAGE;j<end;j++){var row=R[view[j]],cells=[];
-    for(var c=0;c<C.length;c++){var k=C[c][2],v=row[c];
-      if(k==="link")cells.push('<td class="link"><a href="'+esc(v)+'">report</a></td>');
-      else if(c===0)cells.push('<td class="text"><a href="'+esc(row[I.report])+'">'+esc(v)+"</a></td>");
-      else cells.push('<td class="'+k+(bad(C[c][0],v)||(C[c][0]==="flagged_tiles"&&v>0)?" bad":"")+'">'+
-        fmt(v,k)+"</td>")}
-    h.push("<tr>"+cells.join("")+"</tr>")}
-  body.innerHTML=h.join("");
-  document.getElementById("count").textContent=view.length?("rows "+(page*PAGE+1)+"–"+end+" of "+
-    view.length.toLocaleString("en")+(view.length<R.length?" (filtered from "+R.length.toLocaleString("en")+")":"")):
-    "no section matches";
-  document.getElementById("prev").disabled=page===0;document.getElementById("next").disabled=end>=view.length}
-document.getElementById("prev").addEventListener("click",function(){page--;render()});
-document.getElementById("next").addEventListener("click",function(){page++;render()});
-[q,fo,ro].forEach(function(el){el.addEventListener("input",function(){page=0;update()})});
-update();})();
-"""
-
 
 def render_index(rows: list[dict[str, Any]], figures: list[tuple[str, str]], limits: dict[str, float],
                  generated: str) -> str:
-    """The stack index page: totals, the sortable and filterable section table, the distributions."""
+    """The stack index page: totals, the sortable and filterable section table, the distributions.
+
+    The page is ``templates/index.html``; its script (``index.js``) keeps the table state as the
+    filtered, sorted row indices, and only one page of rows is ever in the DOM.
+    """
     data = {"columns": [list(c) for c in COLUMNS], "rows": [[r[k] for k, _, _ in COLUMNS] for r in rows],
             "limits": limits}
     payload = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
@@ -268,23 +203,8 @@ def render_index(rows: list[dict[str, Any]], figures: list[tuple[str, str]], lim
     stat_html = "".join(f'<div class="stat">{html.escape(k)}<b>{html.escape(v)}</b></div>' for k, v in stats)
     figs = "".join(f'<figure><img src="{uri}" alt="{html.escape(t)}"><figcaption>{html.escape(t)}</figcaption>'
                    "</figure>" for t, uri in figures)
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<title>cytopaint QC · {len(rows):,} sections</title><style>{_INDEX_CSS}</style></head>
-<body><header><h1>cytopaint QC: stack summary</h1><div>generated {html.escape(generated)} ·
-<a style="color:#93c5fd" href="summary.tsv">summary.tsv</a></div><div class="stats">{stat_html}</div></header>
-<main><h2>Sections</h2>
-<div class="controls"><input type="search" id="q" placeholder="filter sections: ids or parts of ids"
-aria-label="filter sections"><label><input type="checkbox" id="flagged"> with flagged tiles</label>
-<label><input type="checkbox" id="reviewed"> with review decisions</label>
-<span><button id="prev">‹ prev</button> <button id="next">next ›</button></span> <span id="count"></span></div>
-<table id="stack"><thead><tr></tr></thead><tbody></tbody></table>
-<p style="color:#59636e;font-size:12px">Click a column to sort (Δ and z columns by magnitude); worst = the tile
-furthest from its ring, red beyond the flag limits.</p>
-<h2>Distributions</h2><div class="plots">{figs}</div></main>
-<script type="application/json" id="data">{payload}</script>
-<script>{_INDEX_JS}</script></body></html>
-"""
+    return fill("index.html", css=asset("index.css"), script=asset("index.js"), n_sections=f"{len(rows):,}",
+                generated=html.escape(generated), stats=stat_html, figures=figs, data=payload)
 
 
 def write_stack_summary(summary_paths: Sequence[str | os.PathLike[str]], out_dir: Path, *,
