@@ -79,3 +79,36 @@ def components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         for ys, xs in ndimage.find_objects(labels)
     ]
     return labels.astype(np.int32, copy=False), np.array(boxes, dtype=np.int64).reshape(n, 4)
+
+
+class AnyPooled:
+    """A coarser view of a 2-D mask: pixel (i, j) is True where any mask pixel of block (i, j) is nonzero.
+
+    Blocks are ``ky`` x ``kx`` mask pixels (those at the far edges hold what is there), so the view is
+    a conservative summary of the mask, whatever the mask's own pyramid does. It is lazy: slicing it
+    with plain ``[y0:y1, x0:x1]`` reads just the mask rows and columns under those blocks, from
+    numpy, zarr or dask alike.
+    """
+
+    def __init__(self, mask: np.ndarray | da.Array, factor: Factor) -> None:
+        if len(mask.shape) != 2:
+            raise ValueError(f"mask must be 2-D, got shape {mask.shape}")
+        self.mask, (self.ky, self.kx) = mask, (int(factor[0]), int(factor[1]))
+        if self.ky < 1 or self.kx < 1:
+            raise ValueError(f"pooling factor must be >= 1, got {factor}")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return -(-self.mask.shape[0] // self.ky), -(-self.mask.shape[1] // self.kx)
+
+    def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
+        rows, cols = key
+        (y0, y1, ys), (x0, x1, xs) = rows.indices(self.shape[0]), cols.indices(self.shape[1])
+        if ys != 1 or xs != 1:
+            raise ValueError("AnyPooled takes plain slices with step 1")
+        y1, x1 = max(y1, y0), max(x1, x0)
+        fine = np.asarray(self.mask[y0 * self.ky : y1 * self.ky, x0 * self.kx : x1 * self.kx]) != 0
+        h, w = y1 - y0, x1 - x0
+        padded = np.zeros((h * self.ky, w * self.kx), dtype=bool)
+        padded[: fine.shape[0], : fine.shape[1]] = fine
+        return padded.reshape(h, self.ky, w, self.kx).any(axis=(1, 3))

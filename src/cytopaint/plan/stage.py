@@ -17,17 +17,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cytopaint.io import masks, volume
+from cytopaint.io import volume
 from cytopaint.io.atomic import write_text
 from cytopaint.io.sections import check_store
 from cytopaint.models import package as modelpkg
 from cytopaint.models.normalization import Normalization, normalization_for
+from cytopaint.morphology import AnyPooled
 from cytopaint.paths import PLAN_SETTINGS, PLAN_TABLE
 
 from .ownership import batch_dependencies
 from .review import ReviewTable, apply_review, batch_fingerprints
 from .section import Section
-from .table import STATUS_INSUFFICIENT, read_plan, write_plan
+from .table import STATUS_INSUFFICIENT, empty_plan, read_plan, write_plan
 from .tiling import plan_tiles
 
 
@@ -43,15 +44,22 @@ class TilingConfig:
     seed: int = 0
 
 
-def mask_level_for(mask_ref: str, image_info: volume.ImageInfo, z: int | None, core_size: int) -> int:
-    """The coarsest mask level whose factor is at most core_size / 4 (the planner's accuracy bound)."""
-    info = volume.read_info(mask_ref)
-    best = 0
-    for level in range(info.n_levels):
-        _, factor = masks.load_mask(mask_ref, image_info, z=z, level=level)
-        if max(factor) <= max(1, core_size // 4):
-            best = level
-    return best
+def planning_mask(section: Section, core_size: int) -> tuple[AnyPooled, tuple[int, int]]:
+    """The mask the planner reads, and its factor to image level 0.
+
+    The planner works at the coarsest scale of the mask's pyramid whose factor is at most
+    ``core_size / 4`` (its accuracy bound), but never reads that level: coarser levels of label
+    pyramids are usually nearest-downsampled, and an artifact smaller than their pixels vanishes
+    there. It reads the finest level, any-pooled to that factor (`AnyPooled`), which is
+    conservative whatever the pyramid, and the same as the level itself for a max pyramid.
+    """
+    finest, (fy, fx) = section.artifact_mask()
+    pool = (1, 1)
+    for level in range(1, volume.read_info(section.mask).n_levels):
+        _, (ly, lx) = section.artifact_mask(level)
+        if max(ly, lx) <= max(1, core_size // 4) and ly % fy == 0 and lx % fx == 0:
+            pool = (ly // fy, lx // fx)
+    return AnyPooled(finest, pool), (fy * pool[0], fx * pool[1])
 
 
 def plan_section(section: Section, model_ref: str, config: TilingConfig, normalization: dict[str, Any] | None,
@@ -93,8 +101,7 @@ def plan_section(section: Section, model_ref: str, config: TilingConfig, normali
     tile = int(card["tile_size"])
     core = max(1, int(round(tile * config.core_fraction)))
     margin_px = int(math.ceil(config.margin_um / model_px))
-    level = mask_level_for(section.mask, info, section.z, core)
-    mask, factor = section.artifact_mask(level)
+    mask, factor = planning_mask(section, core)
     plan = plan_tiles(mask, factor=factor, shape=info.plane_shape, tile_size=tile, section=section.id,
                       seed=config.seed, core_size=core, margin_px=margin_px, min_known=config.min_known,
                       min_known_floor=config.min_known_floor, max_batch=config.max_batch)
@@ -106,7 +113,7 @@ def plan_section(section: Section, model_ref: str, config: TilingConfig, normali
         "section": section.id, "image": section.image, "mask": section.mask, "z": section.z,
         "model": {"path": os.fspath(modelpkg.resolve(model_ref)), "sha256": card["weights"]["sha256"]},
         "tiling": asdict(config), "tile_size": tile, "core_size": core, "margin_px": margin_px,
-        "mask_level": level, "mask_factor": list(factor), "plane_shape": list(info.plane_shape),
+        "mask_level": 0, "mask_pooling": [mask.ky, mask.kx], "mask_factor": list(factor), "plane_shape": list(info.plane_shape),
         "pixel_size_um": model_px, "tiles": int(len(plan)), "scheduled_tiles": int((plan["wave"] >= 0).sum()),
         "waves": int(plan["wave"].max() + 1) if len(plan) and (plan["wave"] >= 0).any() else 0,
         "batches": sorted(int(b) for b in np.unique(plan.loc[plan["batch"] >= 0, "batch"])),
@@ -114,6 +121,22 @@ def plan_section(section: Section, model_ref: str, config: TilingConfig, normali
                                  "pixels_upper_bound": int(short["n_owned"].sum())},
         "review": review_record,
     }
+    write_text(out_dir / PLAN_SETTINGS, json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def record_failure(section: Section, error: Exception, out_dir: Path) -> dict[str, Any]:
+    """Write the plan of a section whose inputs were refused: no tiles, and why (``plan.json``'s ``failed``).
+
+    The workflow records such a section instead of failing its planning job, so that the planning
+    checkpoint, and with it every other section of the stack, goes on; the stack summary lists it.
+    """
+    summary = {"section": section.id, "image": section.image, "mask": section.mask, "z": section.z,
+               "failed": {"stage": "plan", "error": str(error), "type": type(error).__name__},
+               "tiles": 0, "scheduled_tiles": 0, "waves": 0, "batches": [],
+               "insufficient_context": {"tiles": [], "pixels_upper_bound": 0}}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_plan(empty_plan(), out_dir / PLAN_TABLE)
     write_text(out_dir / PLAN_SETTINGS, json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -126,20 +149,26 @@ def read_plan_dir(plan_dir: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
 def write_index(summary_paths: list[Path], out_tsv: Path, out_json: Path) -> None:
     """The stack's planning index, read once by the workflow after the planning pass.
 
-    ``out_tsv``: one row per section (tiles, waves, batches, tiles short of context).
-    ``out_json``: per section and batch, the earlier batches it depends on and its fingerprint
-    (what its pixels depend on in the plan), so that building the DAG reads one file, not 7,404 plans.
+    ``out_tsv``: one row per section (status, tiles, waves, batches, tiles short of context, error).
+    ``out_json``: ``sections``: per planned section and batch, the earlier batches it depends on
+    and its fingerprint (what its pixels depend on in the plan), so that building the DAG reads
+    one file, not 7,404 plans; ``failed``: per section whose inputs were refused, the reason.
     """
-    rows, index = [], {}
+    rows, index, failed = [], {}, {}
     for path in summary_paths:
         s = json.loads(Path(path).read_text())
-        plan = read_plan(Path(path).with_name(PLAN_TABLE))
-        deps = batch_dependencies(plan)
-        prints = batch_fingerprints(plan, s)
-        index[s["section"]] = {str(b): {"after": deps[b], "fingerprint": prints[b]} for b in s["batches"]}
-        rows.append(f"{s['section']}\t{s['scheduled_tiles']}\t{s['waves']}\t{len(s['batches'])}\t"
-                    f"{len(s['insufficient_context']['tiles'])}\n")
-    for out, text in ((out_tsv, "section\ttiles\twaves\tbatches\tinsufficient_context_tiles\n" + "".join(rows)),
-                      (out_json, json.dumps(index, separators=(",", ":")))):
+        if "failed" in s:
+            failed[s["section"]] = s["failed"]["error"]
+        else:
+            plan = read_plan(Path(path).with_name(PLAN_TABLE))
+            deps = batch_dependencies(plan)
+            prints = batch_fingerprints(plan, s)
+            index[s["section"]] = {str(b): {"after": deps[b], "fingerprint": prints[b]} for b in s["batches"]}
+        error = " ".join(failed.get(s["section"], "").split())  # one line
+        rows.append(f"{s['section']}\t{'failed' if error else 'planned'}\t{s['scheduled_tiles']}\t{s['waves']}\t"
+                    f"{len(s['batches'])}\t{len(s['insufficient_context']['tiles'])}\t{error}\n")
+    header = "section\tstatus\ttiles\twaves\tbatches\tinsufficient_context_tiles\terror\n"
+    for out, text in ((out_tsv, header + "".join(rows)),
+                      (out_json, json.dumps({"sections": index, "failed": failed}, separators=(",", ":")))):
         out.parent.mkdir(parents=True, exist_ok=True)
         write_text(out, text)
