@@ -29,6 +29,14 @@ localrules:
 
 rule all:
     input:
-        every_section(SECTION.manifest),
+        repaired_sections,
         STACK.qc_index,
     default_target: True
+
+
+onsuccess:
+    report_failed_sections()
+
+
+onerror:
+    report_failed_sections()

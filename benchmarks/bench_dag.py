@@ -23,6 +23,7 @@ import yaml
 from cytopaint.models import package as modelpkg
 from cytopaint.diffusion.gaussian import DiffusionConfig
 from cytopaint.diffusion.unet import TINY_64, UNet
+from cytopaint.plan.stage import write_index
 from cytopaint.plan.table import PLAN_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,7 +38,7 @@ def fake_plan(section: str, batches: int) -> tuple[str, dict]:
                    wave="0", batch=str(b), n_owned="1000", known_fraction="0.9", status="ok")
         rows.append("\t".join(row[c] for c in PLAN_COLUMNS))
     summary = {"section": section, "scheduled_tiles": batches, "waves": 1, "batches": list(range(batches)),
-               "insufficient_context": {"tiles": [], "pixels_upper_bound": 0}, "margin_px": 8}
+               "insufficient_context": {"tiles": [], "pixels_upper_bound": 0}, "margin_px": 8, "tiling": {"seed": 0}}
     return "\t".join(PLAN_COLUMNS) + "\n" + "\n".join(rows) + "\n", summary
 
 
@@ -77,8 +78,9 @@ def main() -> None:
             tiles, summary = fake_plan(s, args.batches)
             (plan_dir / "tiles.tsv").write_text(tiles)
             (plan_dir / "plan.json").write_text(json.dumps(summary))
-        (work / "results" / "plan").mkdir()
-        (work / "results" / "plan" / "index.tsv").write_text("section\n")
+        results = work / "results"
+        write_index(sorted(results.glob("sections/*/plan/plan.json")), results / "plan" / "index.tsv",
+                    results / "plan" / "index.json")  # the checkpoint's outputs, as a real run writes them
         after, jobs_after = dry_run(work)
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"{args.sections} sections: dry-run before planning {before:.1f} s ({jobs_before} jobs), "

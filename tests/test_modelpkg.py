@@ -110,3 +110,23 @@ def test_uint8_normalisation_round_trips_exactly() -> None:
     assert x.dtype == np.float32 and x.min() == -1.0 and x.max() == 1.0
     assert np.array_equal(norm.from_model(x), values)
     assert np.array_equal(norm.from_model(np.array([-3.0, 3.0])), np.array([0, 255], dtype=np.uint8))
+
+
+@pytest.mark.parametrize("first_bytes", [b"\x80", b"PK"])
+def test_safetensors_whose_header_length_looks_like_a_pickle_or_zip_are_accepted(tmp_path: Path,
+                                                                                first_bytes: bytes) -> None:
+    """The header length is little-endian: 0x..80 or 0x..4b50 bytes are safetensors, not pickles."""
+    from safetensors.torch import load_file, save_file
+
+    from cytopaint.models.package import _check_safetensors_bytes
+
+    target = int.from_bytes(first_bytes.ljust(2, b"\x00"), "little")
+    modulus = 256 if len(first_bytes) == 1 else 65536
+    path = tmp_path / "w.safetensors"
+    for pad in range(70000):
+        save_file({"w": torch.zeros(3)}, str(path), metadata={"pad": "x" * pad})
+        if int.from_bytes(path.read_bytes()[:8], "little") % modulus == target:
+            break
+    assert path.read_bytes()[:len(first_bytes)] == first_bytes
+    _check_safetensors_bytes(path)
+    assert torch.equal(load_file(str(path))["w"], torch.zeros(3))

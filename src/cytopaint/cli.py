@@ -66,14 +66,24 @@ def _train_classifier(args: argparse.Namespace) -> int:
 def _plan(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from .models.package import ModelPackageError
     from .plan.review import read_review
     from .plan.section import Section
-    from .plan.stage import TilingConfig, plan_section
+    from .plan.stage import TilingConfig, plan_section, record_failure
 
-    summary = plan_section(Section.from_table(args.sections, args.section), args.model,
-                           TilingConfig(**json.loads(args.tiling)),
-                           json.loads(args.normalization) if args.normalization else None, Path(args.out_dir),
-                           review=read_review(args.review) if args.review else None)
+    section = Section.from_table(args.sections, args.section)
+    try:
+        summary = plan_section(section, args.model, TilingConfig(**json.loads(args.tiling)),
+                               json.loads(args.normalization) if args.normalization else None, Path(args.out_dir),
+                               review=read_review(args.review) if args.review else None)
+    except ModelPackageError:
+        raise  # the model is every section's: no section can go on
+    except (ValueError, OSError) as err:
+        if not args.record_failure:
+            raise
+        record_failure(section, err, Path(args.out_dir))
+        print(f"section {args.section}: FAILED, not repaired: {err}", file=sys.stderr)
+        return 0
     short = summary["insufficient_context"]["tiles"]
     print(f"section {args.section}: {summary['scheduled_tiles']} tiles in {summary['waves']} waves, "
           f"{len(summary['batches'])} batches", file=sys.stderr)
@@ -257,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--normalization", help="JSON {input_range: [lo, hi]} for images the model card does not cover")
     p.add_argument("--out-dir", required=True, help="plan directory (tiles.tsv, plan.json)")
     p.add_argument("--review", help="review table (TSV: section, tile, decision, note): rejected tiles get new seeds")
+    p.add_argument("--record-failure", action="store_true",
+                   help="a section whose inputs are refused is recorded as failed in plan.json (exit 0) instead of "
+                        "failing, so that the rest of the stack goes on (the workflow does this)")
     p.set_defaults(func=_plan)
 
     p = sub.add_parser("repaint-batch", help="repaint one batch of a section's plan (rule repaint)")

@@ -3,12 +3,14 @@ import json
 import shlex
 import shutil
 import sys
+import time
 from functools import lru_cache
 from pathlib import Path
 
 from snakemake.utils import validate
 
 from cytopaint.io.sections import check_store, read_sections
+from cytopaint.io.volume import metadata_file
 from cytopaint.models import package as modelpkg
 from cytopaint.paths import StackPaths
 
@@ -17,26 +19,48 @@ validate(config, "../schemas/config.schema.yaml")
 RESULTS = config["results"]
 STACK = StackPaths(RESULTS)  # the stack's files
 SECTION = STACK.section("{section}")  # a section's files, as rule patterns
-SECTIONS_TSV = config["sections"]
-DEMO = config["demo"]["enabled"]
+DEMO = config["sections"] is None  # no sections table given: the demo stack, which rule synth_demo writes
+SECTIONS_TSV = f"{RESULTS}/demo/data/sections.tsv" if DEMO else config["sections"]
 # The package's CLI, also when snakemake runs from a virtual environment that is not activated.
 CYTOPAINT = "cytopaint" if shutil.which("cytopaint") else f"{sys.executable} -m cytopaint.cli"
 MODEL_CARD = str(modelpkg.resolve(config["model"]) / modelpkg.CARD_NAME)
 
 
-def _sections() -> list[str]:
-    """Section ids: the demo's (its table is made by a rule), or the validated sections table's."""
+def _sections_table():
+    """The validated sections table (None for the demo: its table is made by a rule)."""
     if DEMO:
-        return list(config["demo"]["sections"])
+        return None
     table = read_sections(SECTIONS_TSV, base=Path(SECTIONS_TSV).resolve().parent)
     validate(table.drop(columns=[]), "../schemas/sections.schema.yaml")
     for row in table.itertuples():
         for ref, what in ((row.image, "image"), (row.mask, "mask")):
             check_store(ref, f"section {row.section} ({SECTIONS_TSV}): {what}")
-    return table.index.tolist()
+    return table
 
 
-SECTIONS = _sections()
+TABLE = _sections_table()
+SECTIONS = list(config["demo"]["sections"]) if DEMO else TABLE.index.tolist()
+
+
+@lru_cache(maxsize=1)
+def _failed_before() -> frozenset[str]:
+    """Sections whose planning failed in an earlier run (from the last planning index)."""
+    path = Path(STACK.plan_index_json)
+    return frozenset(json.loads(path.read_text())["failed"]) if path.is_file() else frozenset()
+
+
+def retry_token(wildcards) -> str:
+    """A new value on every run for a section that failed before, so that its planning runs again
+    (a fixed input store may keep its metadata, and snakemake reruns only on changed content)."""
+    return str(time.time_ns()) if wildcards.section in _failed_before() else ""
+
+
+def store_metadata(wildcards) -> list[str]:
+    """The metadata files of a section's image and mask stores: a rewritten store is planned again."""
+    if DEMO:
+        return []
+    row = TABLE.loc[wildcards.section]
+    return [p for p in (metadata_file(row["image"]), metadata_file(row["mask"])) if p]
 modelpkg.read_card(config["model"])  # a bad model card fails here, before any job
 
 
@@ -46,9 +70,38 @@ def every_section(path: str) -> list[str]:
 
 
 def plan_index() -> dict:
-    """Batches of every section with their dependencies and fingerprints (the planning pass's index)."""
+    """The planning pass's index: ``sections`` (batches of every planned section with their dependencies
+    and fingerprints) and ``failed`` (sections whose inputs were refused, with the reason)."""
     path = checkpoints.plan_index.get().output.json
     return _read_index(path, Path(path).stat().st_mtime_ns)
+
+
+def planned(section: str) -> dict:
+    """The batches of a planned section (none for a failed one)."""
+    return plan_index()["sections"].get(section, {})
+
+
+def repaired_sections(wildcards) -> list[str]:
+    """Every section's manifest, but for the sections whose planning failed."""
+    failed = plan_index()["failed"]
+    return [STACK.section(s).manifest for s in SECTIONS if s not in failed]
+
+
+def section_outcomes(wildcards) -> list[str]:
+    """Per section in stack order, its QC summary, or the plan that records why it failed."""
+    failed = plan_index()["failed"]
+    return [STACK.section(s).plan_settings if s in failed else STACK.section(s).qc_summary for s in SECTIONS]
+
+
+def report_failed_sections() -> None:
+    """Say on the console which sections failed at planning (they are also in the stack summary)."""
+    path = Path(STACK.plan_index_json)
+    failed = json.loads(path.read_text())["failed"] if path.is_file() else {}
+    if failed:
+        lines = "".join(f"\n  {s}: {' '.join(e.split())}" for s, e in list(failed.items())[:50])
+        more = f"\n  ... and {len(failed) - 50} more" if len(failed) > 50 else ""
+        print(f"cytopaint: {len(failed)} of {len(SECTIONS)} sections FAILED and were not repaired "
+              f"(see {STACK.plan_index} and {STACK.qc_index}):{lines}{more}", file=sys.stderr)
 
 
 @lru_cache(maxsize=2)
@@ -58,12 +111,12 @@ def _read_index(path: str, mtime_ns: int) -> dict:
 
 def all_batch_files(wildcards) -> list[str]:
     files = STACK.section(wildcards.section)
-    return [files.batch(b) for b in plan_index()[wildcards.section]]
+    return [files.batch(b) for b in planned(wildcards.section)]
 
 
 def earlier_batch_files(wildcards) -> list[str]:
     files = STACK.section(wildcards.section)
-    return [files.batch(b) for b in plan_index()[wildcards.section][wildcards.batch]["after"]]
+    return [files.batch(b) for b in planned(wildcards.section)[wildcards.batch]["after"]]
 
 
 def as_json(block: dict) -> str:

@@ -11,13 +11,14 @@ if REVIEW is not None:
 
 def batch_fingerprint(wildcards) -> str:
     """What a batch's pixels depend on in the plan: a re-seeded tile repaints its batch, not its section."""
-    return plan_index()[wildcards.section][wildcards.batch]["fingerprint"]
+    return planned(wildcards.section)[wildcards.batch]["fingerprint"]
 
 
 rule plan:
     input:
         sections=SECTIONS_TSV,
         model=MODEL_CARD,
+        stores=store_metadata,
         review=[ancient(REVIEW_TSV)] if REVIEW_TSV else [],
     output:
         tiles=SECTION.plan_table,
@@ -34,13 +35,17 @@ rule plan:
         ),
         review=lambda wildcards: review_table.section_params(REVIEW, wildcards.section),
         review_arg=f"--review {shlex.quote(REVIEW_TSV)}" if REVIEW_TSV else "",
+        retry=retry_token,
     shell:
         "{CYTOPAINT} plan --sections {input.sections:q} --section {wildcards.section} --model {config[model]:q}"
-        " --tiling {params.tiling:q} {params.normalization} {params.review_arg} --out-dir {params.out:q} 2> {log:q}"
+        " --tiling {params.tiling:q} {params.normalization} {params.review_arg} --record-failure"
+        " --out-dir {params.out:q} 2> {log:q}"
 
 
 # One planning pass over all sections fixes the batches of every section: a single checkpoint
-# (not one per section), so the DAG is re-evaluated once even for thousands of sections.
+# (not one per section), so the DAG is re-evaluated once even for thousands of sections. A section
+# whose inputs are refused is recorded as failed by its plan job (--record-failure), so one bad
+# section never holds back the others; the index lists it, and it gets no repaint, blend or QC.
 checkpoint plan_index:
     input:
         every_section(SECTION.plan_settings),

@@ -33,7 +33,7 @@ rule qc:
 
 rule qc_summary:
     input:
-        every_section(SECTION.qc_summary),
+        section_outcomes,
     output:
         index=STACK.qc_index,
         tsv=STACK.qc_summary,

@@ -87,6 +87,18 @@ def label_ref(path: str | os.PathLike[str], label: str | None) -> str:
     return f"{store}#{'/'.join(p for p in (sub, 'labels', label) if p)}"
 
 
+def metadata_file(ref: str | os.PathLike[str]) -> str | None:
+    """The metadata file of a local multiscale group (``zarr.json``, or ``.zattrs`` for zarr v2), if any."""
+    store, sub = split_ref(ref)
+    if "://" in store:
+        return None
+    for name in ("zarr.json", ".zattrs"):
+        path = os.path.join(store, sub, name)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
 def open_group(ref: str | os.PathLike[str], mode: str) -> zarr.Group:
     ref = os.fspath(ref)
     store, sub = split_ref(ref)

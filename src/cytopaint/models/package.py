@@ -97,11 +97,14 @@ def _check_safetensors_bytes(path: Path) -> None:
     """Refuse anything that is not a safetensors file (pickles and torch.save zips above all)."""
     with open(path, "rb") as f:
         head = f.read(9)
+    # safetensors: an 8-byte little-endian header length, then the JSON header. The length's first
+    # byte may be anything (0x80 and "PK" included), so it is recognised before pickle and zip are.
+    if len(head) == 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] <= path.stat().st_size:
+        return
     if head[:1] == b"\x80" or head[:2] == b"PK":
         raise ModelPackageError(f"{path} is a pickle / torch.save file; cytopaint never unpickles weights, "
                                 "convert them to safetensors")
-    if len(head) < 9 or head[8:9] != b"{" or struct.unpack("<Q", head[:8])[0] > path.stat().st_size:
-        raise ModelPackageError(f"{path} is not a safetensors file")
+    raise ModelPackageError(f"{path} is not a safetensors file")
 
 
 def validate_card(card: dict[str, Any], where: str = "model card") -> None:

@@ -74,14 +74,8 @@ def config_hash(config: dict[str, Any]) -> str:
 
 def _metadata_sha256(ref: str) -> str | None:
     """sha256 of a local multiscale group's metadata file (zarr.json, or .zattrs for zarr v2)."""
-    store, sub = volume.split_ref(ref)
-    if "://" in store:
-        return None
-    for name in ("zarr.json", ".zattrs"):
-        path = Path(store, sub, name)
-        if path.is_file():
-            return modelpkg.sha256_file(path)
-    return None
+    path = volume.metadata_file(ref)
+    return None if path is None else modelpkg.sha256_file(Path(path))
 
 
 def _job(step: str, record: dict[str, Any], **extra: Any) -> dict[str, Any]:

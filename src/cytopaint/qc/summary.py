@@ -25,6 +25,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from cytopaint.io.atomic import atomic_path, write_text
+
 from .metrics import QCSettings
 from .templating import asset, fill
 
@@ -53,6 +55,8 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("accepted", "accepted", "int"),
     ("flags", "flags", "text"),
     ("report", "report", "link"),
+    ("status", "status", "text"),
+    ("error", "error", "text"),
 )
 
 
@@ -114,7 +118,16 @@ def section_row(summary: dict[str, Any], report_link: str) -> dict[str, Any]:
             "worst_density_rel": w["density_rel"], "worst_cell_area_rel": w["cell_area_rel"],
             "worst_intensity_z": w["intensity_z"], "worst_seam": w["seam"],
             "regenerated": summary["review"]["regenerated"], "accepted": summary["review"]["accepted"],
-            "flags": ";".join(f"{k}:{v}" for k, v in summary["flags"].items()), "report": report_link}
+            "flags": ";".join(f"{k}:{v}" for k, v in summary["flags"].items()), "report": report_link,
+            "status": "repaired", "error": ""}
+
+
+def failed_row(plan_info: dict[str, Any], plan_link: str) -> dict[str, Any]:
+    """The row of a section whose inputs were refused (its ``plan.json`` with ``failed``): nothing repaired."""
+    return {**dict.fromkeys(k for k, _, _ in COLUMNS), "section": plan_info["section"], "tiles_repaired": 0,
+            "flagged_tiles": 0, "tiles_unrepaired": 0, "repaired_um2": 0.0, "regenerated": 0, "accepted": 0,
+            "flags": "", "report": plan_link, "status": "failed",
+            "error": f"{plan_info['failed']['stage']}: {plan_info['failed']['error']}"}
 
 
 # ------------------------------------------------------------------------------ plots
@@ -200,16 +213,29 @@ def render_index(rows: list[dict[str, Any]], figures: list[tuple[str, str]], lim
              ("flagged tiles", f"{sum(r['flagged_tiles'] for r in rows):,} in {flagged:,} sections"),
              ("not repaired", f"{sum(r['tiles_unrepaired'] for r in rows):,} tiles"),
              ("regenerated", f"{sum(r['regenerated'] for r in rows):,} tiles")]
-    stat_html = "".join(f'<div class="stat">{html.escape(k)}<b>{html.escape(v)}</b></div>' for k, v in stats)
+    failed = [r for r in rows if r["status"] == "failed"]
+    if failed:
+        stats.insert(1, ("failed", f"{len(failed):,} sections"))
+    stat_html = "".join(f'<div class="stat{" bad" if k == "failed" else ""}">{html.escape(k)}<b>{html.escape(v)}</b>'
+                        "</div>" for k, v in stats)
+    failures = "" if not failed else (
+        f'<div class="failed"><b>{len(failed):,} section(s) failed and were not repaired</b> (their inputs were '
+        "refused; fix them and run again):<ul>" + "".join(
+            f'<li><a href="{html.escape(r["report"])}">{html.escape(r["section"])}</a>: {html.escape(r["error"])}</li>'
+            for r in failed[:200]) + ("<li>…</li>" if len(failed) > 200 else "") + "</ul></div>")
     figs = "".join(f'<figure><img src="{uri}" alt="{html.escape(t)}"><figcaption>{html.escape(t)}</figcaption>'
                    "</figure>" for t, uri in figures)
     return fill("index.html", css=asset("index.css"), script=asset("index.js"), n_sections=f"{len(rows):,}",
-                generated=html.escape(generated), stats=stat_html, figures=figs, data=payload)
+                generated=html.escape(generated), stats=stat_html, failures=failures, figures=figs, data=payload)
 
 
 def write_stack_summary(summary_paths: Sequence[str | os.PathLike[str]], out_dir: Path, *,
                         progress: bool = True) -> dict[str, Any]:
-    """Read the sections' ``summary.json`` files (in stack order); write ``summary.tsv`` and ``index.html``."""
+    """Read the sections' ``summary.json`` files (in stack order); write ``summary.tsv`` and ``index.html``.
+
+    A section whose inputs were refused at planning is given by its ``plan.json`` (with ``failed``)
+    instead: it is listed as failed, with the reason, and counts nothing repaired.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, limits = [], None
@@ -219,6 +245,9 @@ def write_stack_summary(summary_paths: Sequence[str | os.PathLike[str]], out_dir
         if not path.is_file():
             raise FileNotFoundError(f"section QC summary {path} does not exist")
         s = json.loads(path.read_text())
+        if "failed" in s:
+            rows.append(failed_row(s, Path(os.path.relpath(path, out_dir)).as_posix()))
+            continue
         link = Path(os.path.relpath(path.parent / s["report"], out_dir)).as_posix()
         rows.append(section_row(s, link))
         for k in hist:
@@ -228,13 +257,10 @@ def write_stack_summary(summary_paths: Sequence[str | os.PathLike[str]], out_dir
     metric_limits = {k: float(t[v]) for k, v in _LIMIT_OF.items()}
     table_limits = {f"worst_{k}": v for k, v in metric_limits.items()}
     frame = pd.DataFrame(rows, columns=[k for k, _, _ in COLUMNS])
-    tmp = out_dir / "summary.tsv.tmp"
-    frame.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
-    tmp.replace(out_dir / "summary.tsv")
+    with atomic_path(out_dir / "summary.tsv") as tmp:
+        frame.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
     clean = [{k: (_finite(v) if isinstance(v, float) else v) for k, v in r.items()} for r in rows]
     page = render_index(clean, plots(clean, hist, metric_limits), table_limits,
                         datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    tmp = out_dir / "index.html.tmp"
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out_dir / "index.html")
+    write_text(out_dir / "index.html", page)
     return {"sections": len(rows), "flagged_sections": sum(1 for r in rows if r["flagged_tiles"])}
