@@ -358,8 +358,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
-        print(f"cytopaint {args.command}: error: {e}", file=sys.stderr)
+    except (ValueError, OSError) as e:
+        section = getattr(args, "section", None)
+        print(f"cytopaint {args.command}{f' (section {section})' if section else ''}: error: {e}", file=sys.stderr)
         return 2
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import NamedTuple
 
+import numpy as np
+
 
 class Box(NamedTuple):
     """A rectangle of the pixel plane: rows y0..y1-1, columns x0..x1-1."""
@@ -71,3 +73,12 @@ def grid_boxes(shape: tuple[int, int], step: tuple[int, int]) -> Iterator[Box]:
     for y0 in range(0, shape[0], step[0]):
         for x0 in range(0, shape[1], step[1]):
             yield Box(y0, x0, min(y0 + step[0], shape[0]), min(x0 + step[1], shape[1]))
+
+
+def row_runs(grid: np.ndarray, max_len: int) -> Iterator[tuple[int, int, int]]:
+    """Row runs (row, first, end) of True in a 2-D bool grid (of blocks), each at most ``max_len`` long."""
+    for i, row in enumerate(grid):
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], row.view(np.int8), [0]])))
+        for j0, j1 in zip(edges[::2], edges[1::2], strict=True):
+            for j in range(j0, j1, max_len):
+                yield i, int(j), int(min(j + max_len, j1))

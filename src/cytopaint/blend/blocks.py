@@ -1,12 +1,11 @@
 """The block grid of an output level: block coordinates, block masks and runs of blocks.
 
 A *block* is the unit one write covers: the shard when the store is sharded, else the chunk.
-Every block is written by exactly one write, so windows and runs below are whole blocks.
+Every block is written by exactly one write, so windows and runs (`cytopaint.geometry.row_runs`)
+are whole blocks.
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterator
 
 import numpy as np
 
@@ -30,15 +29,6 @@ def block_any(a: np.ndarray, block: tuple[int, int]) -> np.ndarray:
     ny, nx = -(-a.shape[0] // block[0]), -(-a.shape[1] // block[1])
     a = np.pad(a, [(0, ny * block[0] - a.shape[0]), (0, nx * block[1] - a.shape[1])])
     return a.reshape(ny, block[0], nx, block[1]).any(axis=(1, 3))
-
-
-def runs(dirty: np.ndarray, max_len: int) -> Iterator[tuple[int, int, int]]:
-    """Row runs (row, first, end) of True in a 2-D bool grid, at most ``max_len`` long."""
-    for i, row in enumerate(dirty):
-        edges = np.flatnonzero(np.diff(np.concatenate([[0], row.view(np.int8), [0]])))
-        for j0, j1 in zip(edges[::2], edges[1::2], strict=True):
-            for j in range(j0, j1, max_len):
-                yield i, int(j), int(min(j + max_len, j1))
 
 
 def grid_region(blocks: np.ndarray, block: tuple[int, int], shape: tuple[int, ...]) -> list[int]:

@@ -11,6 +11,7 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
 from cytopaint.geometry import Box
+from cytopaint.io.volume import read_array
 
 from .blocks import block_slices
 
@@ -42,7 +43,7 @@ class Copier:
 
     def read(self, win: Box) -> np.ndarray:
         """The input's pixels on ``win``."""
-        return self.src[(*self.lead, *win.slices())]
+        return read_array(self.src, (*self.lead, *win.slices()), str(self.src.store_path))
 
     def copy(self, blocks: Sequence[tuple[int, int]]) -> None:
         """Copy whole blocks (grid coordinates)."""
@@ -52,7 +53,7 @@ class Copier:
             return
         for ij in blocks:
             ys, xs = block_slices(ij, self.block, self.shape)
-            self.dst[ys, xs] = self.src[(*self.lead, ys, xs)]
+            self.dst[ys, xs] = read_array(self.src, (*self.lead, ys, xs), str(self.src.store_path))
 
     async def _copy_raw(self, blocks: Sequence[tuple[int, int]]) -> None:
         src, dst = self.src.store_path, self.dst.store_path

@@ -46,12 +46,12 @@ import numpy as np
 import zarr
 from tqdm import tqdm
 
-from cytopaint.geometry import Box, grid_boxes
+from cytopaint.geometry import Box, grid_boxes, row_runs
 from cytopaint.io import digest, pyramid, volume, writer
 from cytopaint.io.batchfile import BatchFile
 from cytopaint.plan.ownership import paste_owned
 
-from .blocks import block_any, blocks_in, grid_region, runs
+from .blocks import block_any, blocks_in, grid_region
 from .copier import Copier
 from .tiles import OwnedTile, check_overlaps, index_batch
 
@@ -239,7 +239,7 @@ class _Blender:
             (by, bx), (bi, bj) = self.block, (win.y0 // self.block[0], win.x0 // self.block[1])
             dirty = block_any(touched, self.block)
             self.dirty[bi : bi + dirty.shape[0], bj : bj + dirty.shape[1]] = dirty
-            for i, j0, j1 in runs(dirty, dirty.shape[1]) if self.copier.raw else ():
+            for i, j0, j1 in row_runs(dirty, dirty.shape[1]) if self.copier.raw else ():
                 part = data[i * by : (i + 1) * by, j0 * bx : j1 * bx]
                 y0, x0 = win.y0 + i * by, win.x0 + j0 * bx
                 self.dst_levels[0][y0 : y0 + part.shape[0], x0 : x0 + part.shape[1]] = part
@@ -282,7 +282,7 @@ class _Blender:
         dirty = self.dirty
         for lv in range(1, self.info.n_levels):
             dirty = block_any(dirty, (2, 2))  # the blocks of level lv with a dirty child
-            todo = list(runs(dirty, self.step[1] // self.block[1]))  # a window wide at most
+            todo = list(row_runs(dirty, self.step[1] // self.block[1]))  # a window wide at most
             jobs = [pool.submit(_rebuild_run, self.label_levels[lv - 1], self.label_levels[lv], run, self.block,
                                 pyramid.downsample_max) for run in todo]
             if reuse:

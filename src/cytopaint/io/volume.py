@@ -242,6 +242,45 @@ def open_plane(ref: str, level: int, z: int | None, mode: str = "r") -> tuple[za
     return level_array(group, info, level), plane_index(info, level, z)
 
 
+def _chunk_ranges(arr: zarr.Array, index: tuple[Any, ...]) -> list[range]:
+    """Per axis, the stored chunks (shards, if any) that ``index`` (ints and slices) touches."""
+    out = []
+    for sl, c, n in zip(index, arr.metadata.chunks, arr.shape, strict=False):
+        start, stop = (sl, sl + 1) if isinstance(sl, int) else (sl.start or 0, n if sl.stop is None else sl.stop)
+        out.append(range(start // c, max(-(-stop // c), start // c + 1)))
+    return out
+
+
+def _broken_chunk(arr: zarr.Array, index: tuple[Any, ...]) -> str | None:
+    """The key of the first chunk under ``index`` that cannot be read, probing chunk by chunk."""
+    chunks = arr.metadata.chunks
+    grid = _chunk_ranges(arr, index)
+    for coords in np.ndindex(*(len(r) for r in grid)):
+        ij = tuple(r[k] for r, k in zip(grid, coords, strict=True))
+        try:
+            arr[tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(ij, chunks, arr.shape, strict=True))]
+        except Exception:  # noqa: BLE001 - whatever the codec raises marks the broken chunk
+            return arr.metadata.encode_chunk_key(ij)
+    return None
+
+
+def read_array(arr: zarr.Array, index: tuple[Any, ...], ref: str) -> np.ndarray:
+    """``arr[index]``; a chunk that cannot be decoded raises ValueError naming the store, array and chunk.
+
+    Codecs raise errors of their own types (a truncated zstd frame, a short read): they become one
+    error that says which chunk of which store is damaged.
+    """
+    try:
+        return arr[index]
+    except MemoryError:
+        raise
+    except Exception as err:  # noqa: BLE001 - see the docstring
+        key = _broken_chunk(arr, index)
+        where = f"chunk {key!r} of array {arr.path!r}" if key else f"array {arr.path!r} at {index}"
+        raise ValueError(f"{ref}: {where} cannot be read, the store is damaged "
+                         f"({type(err).__name__}: {err})") from err
+
+
 def open_level(path: str | os.PathLike[str], level: int = 0, z: int | None = None) -> da.Array:
     """Lazy 2-D (y, x) dask array of one pyramid level of a section (opened read-only)."""
     arr, lead = open_plane(os.fspath(path), level, z)
@@ -267,5 +306,6 @@ def read_region(
     ya, yb = max(y0, 0), min(y0 + h, ny)
     xa, xb = max(x0, 0), min(x0 + w, nx)
     if ya < yb and xa < xb:
-        out[ya - y0 : yb - y0, xa - x0 : xb - x0] = arr[(*lead, slice(ya, yb), slice(xa, xb))]
+        out[ya - y0 : yb - y0, xa - x0 : xb - x0] = read_array(arr, (*lead, slice(ya, yb), slice(xa, xb)),
+                                                              os.fspath(path))
     return out

@@ -33,11 +33,14 @@ class Normalization:
         return ((image.astype(np.float32) - a) * ((d - c) / (b - a)) + c).astype(np.float32)
 
     def from_model(self, x: np.ndarray) -> np.ndarray:
-        """Model range -> stored dtype, rounded and clipped."""
+        """Model range -> stored dtype, clipped to the input range (and rounded for integer dtypes)."""
         (a, b), (c, d) = self.input_range, self.model_range
-        info = np.iinfo(self.dtype)
-        y = np.rint((np.asarray(x, dtype=np.float64) - c) * ((b - a) / (d - c)) + a)
-        return np.clip(y, max(a, info.min), min(b, info.max)).astype(self.dtype)
+        y = (np.asarray(x, dtype=np.float64) - c) * ((b - a) / (d - c)) + a
+        dtype = np.dtype(self.dtype)
+        if dtype.kind == "f":
+            return np.clip(y, a, b).astype(dtype)
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(y), max(a, info.min), min(b, info.max)).astype(dtype)
 
 
 def normalization_for(dtype: np.dtype, card_norm: Normalization, override: dict[str, Any] | None) -> Normalization:
@@ -45,12 +48,18 @@ def normalization_for(dtype: np.dtype, card_norm: Normalization, override: dict[
 
     An image whose dtype differs from the card's needs ``repaint.normalization: {input_range: [lo, hi]}``.
     """
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "uif":
+        raise ValueError(f"the image is {dtype}: only integer and floating-point grey images can be repaired")
     if override:
         if "input_range" not in override:
             raise ValueError("repaint.normalization needs input_range: [lo, hi] (stored values mapped to the "
                              "model's range)")
-        return Normalization(str(np.dtype(dtype)), tuple(override["input_range"]), card_norm.model_range)
-    if np.dtype(dtype) != np.dtype(card_norm.dtype):
-        raise ValueError(f"the image is {np.dtype(dtype)} but the model expects {card_norm.dtype}; set "
+        lo, hi = (float(v) for v in override["input_range"])
+        if not lo < hi:
+            raise ValueError(f"repaint.normalization.input_range must be [lo, hi] with lo < hi, got {[lo, hi]}")
+        return Normalization(str(dtype), (lo, hi), card_norm.model_range)
+    if dtype != np.dtype(card_norm.dtype):
+        raise ValueError(f"the image is {dtype} but the model expects {card_norm.dtype}; set "
                          "repaint.normalization: {input_range: [lo, hi]} to map its values")
     return card_norm

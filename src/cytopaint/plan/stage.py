@@ -1,8 +1,10 @@
 """Planning one section (rule ``plan``): validate the inputs, then write the tile plan and its settings.
 
 Everything that can be wrong with a section's inputs is checked here, on the CPU, before any GPU
-job: stores that do not exist, mask and image extents that disagree, a model whose pixel size
-differs from the image's, an image dtype the model's normalisation does not cover.
+job: stores that do not exist, a plane ``z`` outside the stack, mask and image extents that
+disagree, a model whose pixel size differs from the image's, an image dtype the model's
+normalisation does not cover, and, in every image chunk a tile will read as context, chunks that
+cannot be decoded and (float images) NaN or infinite values.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cytopaint.geometry import Box, row_runs
 from cytopaint.io import volume
 from cytopaint.io.atomic import write_text
 from cytopaint.io.sections import check_store
@@ -25,7 +28,7 @@ from cytopaint.models.normalization import Normalization, normalization_for
 from cytopaint.morphology import AnyPooled
 from cytopaint.paths import PLAN_SETTINGS, PLAN_TABLE
 
-from .ownership import batch_dependencies
+from .ownership import batch_dependencies, window_box
 from .review import ReviewTable, apply_review, batch_fingerprints
 from .section import Section
 from .table import STATUS_INSUFFICIENT, empty_plan, read_plan, write_plan
@@ -62,6 +65,29 @@ def planning_mask(section: Section, core_size: int) -> tuple[AnyPooled, tuple[in
     return AnyPooled(finest, pool), (fy * pool[0], fx * pool[1])
 
 
+def check_context(section: Section, plan: pd.DataFrame, max_width: int = 8192) -> None:
+    """Read every image chunk that a scheduled tile's window covers, once; raise ValueError for a
+    chunk that cannot be decoded or, in a float image, for NaN or infinite values (the sampler
+    would spread them into the repaired pixels)."""
+    scheduled = plan[plan["wave"] >= 0]
+    if scheduled.empty:
+        return
+    (cy, cx), (ny, nx) = section.info.chunks[-2:], section.plane_shape
+    needed = np.zeros((-(-ny // cy), -(-nx // cx)), dtype=bool)
+    for tile in scheduled.itertuples(index=False):
+        win = window_box(tile)
+        needed[win.y0 // cy:(win.y1 - 1) // cy + 1, win.x0 // cx:(win.x1 - 1) // cx + 1] = True
+    floating = section.info.dtype.kind == "f"
+    for i, j0, j1 in row_runs(needed, max(1, max_width // cx)):
+        box = Box(i * cy, j0 * cx, min((i + 1) * cy, ny), min(j1 * cx, nx))
+        data = section.read(box)
+        if floating and not np.isfinite(data).all():
+            y, x = (int(v) for v in np.argwhere(~np.isfinite(data))[0])
+            raise ValueError(f"section {section.id}: the image holds NaN or infinite values where tiles take their "
+                             f"context, e.g. at y={box.y0 + y}, x={box.x0 + x} (level 0); replace them, or mark "
+                             "them as artifacts in the mask")
+
+
 def plan_section(section: Section, model_ref: str, config: TilingConfig, normalization: dict[str, Any] | None,
                  out_dir: Path, review: ReviewTable | None = None) -> dict[str, Any]:
     """Validate a section's inputs against the model and write its plan.
@@ -91,6 +117,7 @@ def plan_section(section: Section, model_ref: str, config: TilingConfig, normali
     check_store(section.image, f"section {section.id}: image")
     check_store(section.mask, f"section {section.id}: mask")
     info = section.info
+    volume.plane_index(info, 0, section.z)  # a z outside the stack, or a z for a 2-D image
     card = modelpkg.read_card(model_ref)
     model_px = float(card["pixel_size_um"])
     py, px = info.pixel_size_um
@@ -106,6 +133,7 @@ def plan_section(section: Section, model_ref: str, config: TilingConfig, normali
                       seed=config.seed, core_size=core, margin_px=margin_px, min_known=config.min_known,
                       min_known_floor=config.min_known_floor, max_batch=config.max_batch)
     plan, review_record = apply_review(plan, review, section.id, config.seed)
+    check_context(section, plan)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_plan(plan, out_dir / PLAN_TABLE)
     short = plan[plan["status"] == STATUS_INSUFFICIENT]

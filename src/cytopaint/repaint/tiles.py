@@ -99,8 +99,25 @@ def sample_tiles(model: PackagedModel, tiles: list[TileInputs], settings: RePain
     """RePaint ``tiles`` in one sampler call, each with the noise of its own seed.
 
     Returns the generated tiles in the model's range, (N, T, T) float32, and the network
-    evaluations per tile.
+    evaluations per tile. A batch that does not fit in the GPU's memory is sampled again in two
+    halves (recursively, down to single tiles): every tile keeps its own seed, so its result is the
+    same (bit for bit on the CPU; on a GPU, as for any other batch composition).
     """
+    try:
+        return _sample(model, tiles, settings, device, progress, description)
+    except torch.OutOfMemoryError:
+        if len(tiles) == 1:
+            raise
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    half = len(tiles) // 2
+    first, nfe = sample_tiles(model, tiles[:half], settings, device, progress, f"{description} (1/2)")
+    second, _ = sample_tiles(model, tiles[half:], settings, device, progress, f"{description} (2/2)")
+    return np.concatenate([first, second]), nfe
+
+
+def _sample(model: PackagedModel, tiles: list[TileInputs], settings: RePaintSettings, device: torch.device,
+            progress: bool, description: str) -> tuple[np.ndarray, int]:
     x = torch.from_numpy(np.stack([t.known for t in tiles]))[:, None].to(device)
     m = torch.from_numpy(np.stack([t.unknown for t in tiles]))[:, None].to(device)
     seeds = [int(t.tile.seed) for t in tiles]
