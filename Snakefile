@@ -23,6 +23,7 @@ include: "workflow/rules/evaluate.smk"
 
 localrules:
     all,
+    verify_model,
     plan_index,
     qc_summary,
 
@@ -34,9 +35,13 @@ rule all:
     default_target: True
 
 
+onstart:
+    lock_results()
+
+
 onsuccess:
-    report_failed_sections()
+    report_stack()
 
 
 onerror:
-    report_failed_sections()
+    report_stack()

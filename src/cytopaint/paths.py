@@ -9,7 +9,8 @@ Per section, under ``<results>/sections/<id>/``::
     qc/metrics.tsv  qc/summary.json  qc/report.html                       (rule qc)
     manifest.json                      provenance (rule manifest)
 
-For the stack: ``plan/index.tsv`` and ``plan/index.json`` (checkpoint plan_index),
+For the stack: ``model/verified.json`` (rule verify_model), ``plan/index.tsv`` and
+``plan/index.json`` (checkpoint plan_index),
 ``qc/index.html`` and ``qc/summary.tsv`` (rule qc_summary), ``logs/<rule>/...``.
 A section id may be a Snakemake wildcard (``"{section}"``): the paths are then rule patterns.
 """
@@ -104,6 +105,16 @@ class StackPaths:
     @property
     def plan_index_json(self) -> str:
         return f"{self.results}/plan/index.json"
+
+    @property
+    def model_verified(self) -> str:
+        """The card of the configured model, written once its weights are verified (rule verify_model)."""
+        return f"{self.results}/model/verified.json"
+
+    @property
+    def lock(self) -> str:
+        """Held by the running snakemake process: a second run on the same results folder is refused."""
+        return f"{self.results}/.cytopaint.lock"
 
     @property
     def qc_index(self) -> str:

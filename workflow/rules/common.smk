@@ -1,5 +1,8 @@
 # Shared set-up: config and sections validation, paths, and plan look-ups after the planning pass.
+import fcntl
 import json
+import os
+import platform
 import shlex
 import shutil
 import sys
@@ -7,6 +10,8 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
+import pandas as pd
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from cytopaint.io.sections import check_store, read_sections
@@ -24,6 +29,7 @@ SECTIONS_TSV = f"{RESULTS}/demo/data/sections.tsv" if DEMO else config["sections
 # The package's CLI, also when snakemake runs from a virtual environment that is not activated.
 CYTOPAINT = "cytopaint" if shutil.which("cytopaint") else f"{sys.executable} -m cytopaint.cli"
 MODEL_CARD = str(modelpkg.resolve(config["model"]) / modelpkg.CARD_NAME)
+MODEL_WEIGHTS = str(modelpkg.resolve(config["model"]) / modelpkg.WEIGHTS_NAME)
 
 
 def _sections_table():
@@ -93,15 +99,50 @@ def section_outcomes(wildcards) -> list[str]:
     return [STACK.section(s).plan_settings if s in failed else STACK.section(s).qc_summary for s in SECTIONS]
 
 
-def report_failed_sections() -> None:
-    """Say on the console which sections failed at planning (they are also in the stack summary)."""
-    path = Path(STACK.plan_index_json)
-    failed = json.loads(path.read_text())["failed"] if path.is_file() else {}
-    if failed:
-        lines = "".join(f"\n  {s}: {' '.join(e.split())}" for s, e in list(failed.items())[:50])
-        more = f"\n  ... and {len(failed) - 50} more" if len(failed) > 50 else ""
-        print(f"cytopaint: {len(failed)} of {len(SECTIONS)} sections FAILED and were not repaired "
-              f"(see {STACK.plan_index} and {STACK.qc_index}):{lines}{more}", file=sys.stderr)
+def _listing(items: list[str], most: int = 50) -> str:
+    more = [f"... and {len(items) - most} more"] if len(items) > most else []
+    return "".join(f"\n  {line}" for line in items[:most] + more)
+
+
+def report_stack() -> None:
+    """Say on the console what was not repaired: failed sections, and tiles short of context."""
+    if not Path(STACK.plan_index).is_file():
+        return
+    index = pd.read_csv(STACK.plan_index, sep="\t", keep_default_na=False)
+    failed = index[index["status"] == "failed"]
+    if len(failed):
+        print(f"cytopaint: {len(failed)} of {len(index)} sections FAILED and were not repaired (see {STACK.plan_index} "
+              f"and {STACK.qc_index}):" + _listing([f"{r.section}: {r.error}" for r in failed.itertuples()]),
+              file=sys.stderr)
+    short = index[(index["status"] == "planned") & (index["insufficient_context_tiles"] > 0)]
+    if len(short):
+        print(f"cytopaint: WARNING: in {len(short)} sections, tiles lack context and their artifact pixels are NOT "
+              "repaired (see plan/plan.json of each, and the QC reports):"
+              + _listing([f"{r.section}: {r.insufficient_context_tiles} tiles" for r in short.itertuples()]),
+              file=sys.stderr)
+
+
+_LOCK: list[int] = []
+
+
+def lock_results() -> None:
+    """Hold an exclusive lock on the results folder for as long as this snakemake process runs.
+
+    Snakemake's own lock lives in the working directory, so two runs from different folders could
+    write the same results; the operating system drops this one when the process ends, however it ends.
+    """
+    Path(RESULTS).mkdir(parents=True, exist_ok=True)
+    fd = os.open(STACK.lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 4096).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise WorkflowError(f"the results folder {RESULTS} is in use by another snakemake run ({holder}); wait for "
+                            f"it to end (a run that was killed holds nothing: its lock went with it)") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"pid {os.getpid()} on {platform.node()}, working directory {os.getcwd()}\n".encode())
+    _LOCK.append(fd)
 
 
 @lru_cache(maxsize=2)

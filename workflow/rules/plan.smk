@@ -14,10 +14,24 @@ def batch_fingerprint(wildcards) -> str:
     return planned(wildcards.section)[wildcards.batch]["fingerprint"]
 
 
+# The model is every section's: its weights are verified once (sha256 against its card, the card
+# against its schema), before any section is planned, and a tampered package stops the run here.
+rule verify_model:
+    input:
+        card=MODEL_CARD,
+        weights=MODEL_WEIGHTS,
+    output:
+        STACK.model_verified,
+    log:
+        STACK.log("verify_model"),
+    shell:
+        "{CYTOPAINT} model-info {config[model]:q} > {output:q} 2> {log:q}"
+
+
 rule plan:
     input:
         sections=SECTIONS_TSV,
-        model=MODEL_CARD,
+        model=STACK.model_verified,
         stores=store_metadata,
         review=[ancient(REVIEW_TSV)] if REVIEW_TSV else [],
     output:
