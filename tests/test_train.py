@@ -65,3 +65,15 @@ def test_ema_warmup_forgets_the_initial_weights(tiny_config) -> None:
         ema.update(net)
     # without warm-up 0.999^1000 = 37% of the initial weights would remain
     assert all(torch.allclose(p, torch.ones_like(p), atol=0.02) for p in ema.shadow.parameters())
+
+
+def test_auto_precision_uses_bf16_only_where_the_cpu_computes_it(monkeypatch) -> None:
+    from cytopaint.models.training import resolve_precision
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert resolve_precision("auto", cpu) == "fp32"  # emulated bf16 is many times slower
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    assert resolve_precision("auto", cpu) == "bf16"
+    assert resolve_precision("fp16", cpu) == "fp16"
