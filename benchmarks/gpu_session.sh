@@ -23,7 +23,12 @@ log="$out/session.log"
         --pixel-size 2 --seed 200 --damage 0 --workers 16 --quiet) > "$out/synth.log" 2>&1 &
     synth=$!
     echo "== GPU tests"; timeout 120 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py -s 2>&1 | tail -15
-    [ "${SKIP_BENCH:-0}" = 1 ] || { echo "== sampler timings"; timeout 90 python3 benchmarks/bench_gpu_sampler.py 2>&1; }
+    [ "${SKIP_BENCH:-0}" = 1 ] || {
+        echo "== sampler timings"; timeout 90 python3 benchmarks/bench_gpu_sampler.py 2>&1
+        echo "== cytopaint bench: PAPER_1024 and the demo model, paper's sampler vs the config's"
+        timeout 120 python3 -m cytopaint.cli bench paper-1024 --batch 4 --timed-nfe 20 --out "$out/bench-paper" 2>&1
+        timeout 60 python3 -m cytopaint.cli bench demo --batch 512 --timed-nfe 40 --out "$out/bench-demo" 2>&1
+    }
     wait $synth; cat "$out/synth.log" | tail -4
     echo "== evaluation, $per_bin patches per bin"
     time timeout 330 python3 -m cytopaint.cli evaluate --config config/config.yaml --sections /tmp/heldout/sections.tsv \

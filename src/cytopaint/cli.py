@@ -145,6 +145,22 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .evaluation.bench import DEFAULT_SETTINGS, bench, format_table, parse_setting, write_bench
+    from .repaint.stage import pick_device
+
+    settings = dict(parse_setting(s) for s in args.sampler) if args.sampler else DEFAULT_SETTINGS
+    rows, context = bench(args.network, settings, batch=args.batch, device=pick_device(args.device),
+                          timed_nfe=args.timed_nfe)
+    print(format_table(rows, context))
+    if args.out:
+        write_bench(rows, context, Path(args.out))
+        print(f"wrote {Path(args.out) / 'bench.json'} and bench.tsv", file=sys.stderr)
+    return 0
+
+
 def _blend(args: argparse.Namespace) -> int:
     import shutil
     from pathlib import Path
@@ -320,6 +336,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (patches.tsv, summary.tsv, fcd.tsv, figures, summary.md)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("bench", help="seconds per tile of sampler settings side by side (NFE, ms per NFE per tile, "
+                       "TFLOP/s, memory)")
+    p.add_argument("network", nargs="?", default="paper-1024",
+                   help="paper-1024 or tiny-64 (random weights), a JSON U-Net config, or a packaged model ('demo')")
+    p.add_argument("--sampler", action="append", default=[], metavar="NAME=STEPS:J:R",
+                   help="a sampler setting, repeatable; the first is the reference (default: the paper's 256 steps, "
+                        "j=5, r=5, then the config's 50:5:2); STEPS 'all' = every trained step")
+    p.add_argument("--batch", type=int, default=4, help="tiles per sampler call")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:k]")
+    p.add_argument("--timed-nfe", type=int, help="time only this many network evaluations per setting and "
+                   "extrapolate (a full paper-setting run on 1024 px tiles takes minutes)")
+    p.add_argument("--out", help="folder for bench.json and bench.tsv")
+    p.set_defaults(func=_bench)
 
     p = sub.add_parser("qc", help="measure a repaired section's tiles; write metrics.tsv and report.html (rule qc)")
     _section_args(p)

@@ -1,0 +1,34 @@
+"""cytopaint bench on a tiny network on the CPU: its output, not its speed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+from conftest import TINY
+
+from cytopaint.cli import main
+from cytopaint.diffusion.repaint import expected_nfe
+
+
+def test_bench_prints_and_writes_every_setting_beside_the_reference(tmp_path: Path, capsys) -> None:
+    cfg = tmp_path / "tiny.json"
+    cfg.write_text(json.dumps(TINY.to_dict()))
+    assert main(["bench", str(cfg), "--sampler", "ref=20:5:3", "--sampler", "fast=5:1:1", "--batch", "2",
+                 "--device", "cpu", "--out", str(tmp_path / "b")]) == 0
+    printed = capsys.readouterr().out
+    assert "ref" in printed and "fast" in printed and "on cpu" in printed
+    table = pd.read_csv(tmp_path / "b" / "bench.tsv", sep="\t")
+    assert table["setting"].tolist() == ["ref", "fast"]
+    assert table["nfe_per_tile"].tolist() == [expected_nfe(20, 5, 3), 5]
+    assert table["speedup_vs_reference"].iat[0] == 1 and table["speedup_vs_reference"].iat[1] > 1
+    assert (table["ms_per_nfe_per_tile"] > 0).all() and (table["tflops"] > 0).all()
+    assert set(table["timing"]) == {"full run"}
+    run = json.loads((tmp_path / "b" / "bench.json").read_text())
+    assert run["device"] == "cpu" and run["forward_gflops_per_tile"] > 0 and run["code"]["version"]
+
+    assert main(["bench", str(cfg), "--sampler", "ref=20:5:3", "--device", "cpu", "--timed-nfe", "4",
+                 "--out", str(tmp_path / "c")]) == 0
+    timed = pd.read_csv(tmp_path / "c" / "bench.tsv", sep="\t")
+    assert timed["timing"].iat[0] == f"first 4 of {expected_nfe(20, 5, 3)} NFE, extrapolated"
