@@ -37,31 +37,43 @@ def stroke(mask: np.ndarray, rng: np.random.Generator, length: float, width: flo
         y, x = ny, nx
 
 
-def synthetic_mask(size: int, factor: int, damage: float, seed: int) -> np.ndarray:
-    """Coarse boolean mask of a size x size um section with about ``damage`` of it covered."""
+KINDS = ("missing", "fold", "tear", "crystals")  # label values 1..4 of `synthetic_labels`
+
+
+def synthetic_labels(size: int, factor: int, damage: float, seed: int) -> np.ndarray:
+    """Coarse artifact labels (0 none, else 1 + index in KINDS, later ones on top) of a size x size um
+    section with about ``damage`` of it covered."""
     rng = np.random.default_rng(seed)
     n = -(-size // factor)
-    mask = np.zeros((n, n), dtype=bool)
+    labels = np.zeros((n, n), dtype=np.uint8)
     um = 1.0 / factor  # coarse px per um
-    kinds = ["missing", "fold", "tear", "crystals"]
-    while mask.mean() < damage:
-        kind = kinds[rng.choice(4, p=[0.15, 0.25, 0.4, 0.2])]
-        if kind == "missing":
+    covered = 0.0
+    while covered < damage:
+        k = int(rng.choice(4, p=[0.15, 0.25, 0.4, 0.2]))
+        piece = np.zeros((n, n), dtype=bool)
+        if KINDS[k] == "missing":
             ry, rx = rng.uniform(250, 2500, size=2) * um
-            rr, cc = ellipse(rng.uniform(0, n), rng.uniform(0, n), ry, rx, shape=mask.shape,
+            rr, cc = ellipse(rng.uniform(0, n), rng.uniform(0, n), ry, rx, shape=piece.shape,
                              rotation=rng.uniform(0, np.pi))
-            mask[rr, cc] = True
-        elif kind == "fold":
-            stroke(mask, rng, rng.uniform(5000, 30000) * um, rng.uniform(100, 2000) * um, 0.05)
-        elif kind == "tear":
-            stroke(mask, rng, rng.uniform(2000, 30000) * um, np.exp(rng.uniform(np.log(10), np.log(1000))) * um, 0.2)
+            piece[rr, cc] = True
+        elif KINDS[k] == "fold":
+            stroke(piece, rng, rng.uniform(5000, 30000) * um, rng.uniform(100, 2000) * um, 0.05)
+        elif KINDS[k] == "tear":
+            stroke(piece, rng, rng.uniform(2000, 30000) * um, np.exp(rng.uniform(np.log(10), np.log(1000))) * um, 0.2)
         else:
-            k = 2000
-            ys, xs = rng.integers(0, n, k), rng.integers(0, n, k)
-            r = np.maximum(1, (rng.uniform(5, 50, k) * um).round().astype(int))
+            count = max(1, round(2000 * (size / 100_000) ** 2))  # 2,000 per 1 cm² of section
+            ys, xs = rng.integers(0, n, count), rng.integers(0, n, count)
+            r = np.maximum(1, (rng.uniform(5, 50, count) * um).round().astype(int))
             for y, x, rad in zip(ys, xs, r, strict=True):
-                mask[max(y - rad // 2, 0) : y + rad // 2 + 1, max(x - rad // 2, 0) : x + rad // 2 + 1] = True
-    return mask
+                piece[max(y - rad // 2, 0) : y + rad // 2 + 1, max(x - rad // 2, 0) : x + rad // 2 + 1] = True
+        labels[piece] = k + 1
+        covered = float(np.count_nonzero(labels)) / labels.size
+    return labels
+
+
+def synthetic_mask(size: int, factor: int, damage: float, seed: int) -> np.ndarray:
+    """Coarse boolean mask of a size x size um section with about ``damage`` of it covered."""
+    return synthetic_labels(size, factor, damage, seed) > 0
 
 
 def main() -> None:
