@@ -9,8 +9,8 @@ given at ``--factor``; tiles of ``--tile`` px with the workflow's default tiling
 tile, margin 8 um, min_known 0.25). Repaired pixels are exact at level 0: each scheduled tile's
 owned pixels, from the dilated mask on its window as the repaint job computes it. A tile's window
 is charged to the artifact kinds in proportion to its owned pixels of each kind (a pixel of the
-dilated margin counts for the kind with the largest label within the margin, in mask pixels). Tiles short of
-context are neither sampled nor repaired; they are counted apart.
+dilated margin counts for the kind of the nearest labelled mask pixel). Tiles short of context are
+neither sampled nor repaired; they are counted apart.
 """
 
 from __future__ import annotations
@@ -48,9 +48,9 @@ def main() -> None:
                           core_size=max(1, round(args.tile * args.core_fraction)), margin_px=args.margin,
                           min_known=args.min_known, section=f"s{seed}", seed=0)
         dilated = DilatedMask(labels, (args.factor, args.factor), shape, args.margin)
-        reach = -(-args.margin // args.factor)  # the margin, in mask pixels (rounded up)
-        kinds = ndimage.maximum_filter(labels, footprint=np.hypot(*np.mgrid[-reach:reach + 1, -reach:reach + 1])
-                                       <= reach)
+        nearest = ndimage.distance_transform_edt(labels == 0, return_distances=False, return_indices=True)
+        kinds = labels[tuple(nearest)]  # every mask pixel takes the kind of its nearest labelled pixel
+        del nearest
         short += int((plan["wave"] < 0).sum())
         for tile in plan[plan["wave"] >= 0].itertuples(index=False):
             win = window_box(tile)
