@@ -9,12 +9,14 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 from conftest import TINY, make_section, write_sections_table
 from PIL import Image
 
+from cytopaint.io import volume
 from cytopaint.models import package as modelpkg
 
 from cytopaint.plan.table import read_plan
@@ -160,6 +162,8 @@ def test_a_section_without_artifacts(tmp_path: Path, built: dict) -> None:
     s = run_qc(b)
     assert s["tiles_repaired"] == 0 and s["pixels_repaired"] == 0 and s["repaired_pct_tissue"] == 0
     assert "nothing was repaired" in (b["out"] / "qc" / "report.html").read_text()
+    repaired = b["out"] / "repaired.ome.zarr"
+    assert np.array_equal(volume.open_level(repaired, 0), volume.open_level(b["image"], 0))  # a bit-identical copy
 
 
 def test_cli_qc_and_its_errors(built: dict, tmp_path: Path, capsys) -> None:

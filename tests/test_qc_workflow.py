@@ -67,7 +67,7 @@ def test_qc_manifests_and_a_review_round(tmp_path: Path) -> None:
     review = data / "review.tsv"
     review.write_text("# one row per decision, oldest first\nsection\ttile\tdecision\tnote\n")
     config = {"sections": "data/sections.tsv", "results": "results", "model": tiny_model(work / "model"),
-              "demo": {"enabled": False}, "review": "data/review.tsv",
+              "review": "data/review.tsv",
               "tiling": {"margin_um": 2, "min_known": 0.2, "max_batch": 2},
               "repaint": {"jump_length": 1, "jump_n_sample": 1, "steps": 2}}
     (work / "config.yaml").write_text(yaml.safe_dump(config))

@@ -61,7 +61,6 @@ def write_stack(work: Path, sections=SECTIONS) -> None:
     modelpkg.save(work / "model", net, name="tiny", diffusion=DiffusionConfig(steps=20), pixel_size_um=1.0,
                   training={"command": "test", "data": [], "seed": 0, "code_version": "test"})
     config = {"sections": "data/sections.tsv", "results": "results", "model": str(work / "model"),
-              "demo": {"enabled": False},
               "tiling": {"margin_um": 2, "min_known": 0.2, "max_batch": 2},
               "repaint": {"jump_length": 2, "jump_n_sample": 2, "steps": 4}}
     (work / "config.yaml").write_text(yaml.safe_dump(config))

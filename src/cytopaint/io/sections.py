@@ -8,14 +8,16 @@ from pathlib import Path
 
 import pandas as pd
 
-SECTION_ID = re.compile(r"[A-Za-z0-9_.-]+")
+# The first character is a letter or digit: no ".", ".." (a results path outside the stack) or "-x" (an option).
+SECTION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 REQUIRED = ("section", "image", "mask")
 
 
 def check_section_id(section: str) -> str:
-    """Return ``section`` if it is a valid id (``[A-Za-z0-9_.-]+``), else raise ValueError."""
+    """Return ``section`` if it is a valid id (``[A-Za-z0-9][A-Za-z0-9_.-]*``), else raise ValueError."""
     if not isinstance(section, str) or not SECTION_ID.fullmatch(section):
-        raise ValueError(f"invalid section id {section!r}: ids must match [A-Za-z0-9_.-]+")
+        raise ValueError(f"invalid section id {section!r}: ids are letters, digits, '_', '.' and '-', "
+                         "starting with a letter or digit")
     return section
 
 
@@ -47,7 +49,10 @@ def read_sections(path: str | os.PathLike[str], base: str | os.PathLike[str] | N
     if df.empty:
         raise ValueError(f"sections table {path} lists no sections")
     for section in df["section"]:
-        check_section_id(section)
+        try:
+            check_section_id(section)
+        except ValueError as err:
+            raise ValueError(f"sections table {path}: {err}") from None
     duplicated = sorted(set(df["section"][df["section"].duplicated()]))
     if duplicated:
         raise ValueError(f"sections table {path}: duplicated section ids {duplicated}")

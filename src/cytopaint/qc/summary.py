@@ -196,6 +196,9 @@ def plots(rows: list[dict[str, Any]], hist: dict[str, np.ndarray], limits: dict[
 # ------------------------------------------------------------------------------ index page
 
 
+_SCRIPT_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
+
+
 def render_index(rows: list[dict[str, Any]], figures: list[tuple[str, str]], limits: dict[str, float],
                  generated: str) -> str:
     """The stack index page: totals, the sortable and filterable section table, the distributions.
@@ -205,7 +208,8 @@ def render_index(rows: list[dict[str, Any]], figures: list[tuple[str, str]], lim
     """
     data = {"columns": [list(c) for c in COLUMNS], "rows": [[r[k] for k, _, _ in COLUMNS] for r in rows],
             "limits": limits}
-    payload = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+    # JSON in a <script> element: "<", ">" and "&" as \u escapes, so no string from the inputs can end or reopen it
+    payload = json.dumps(data, separators=(",", ":"), allow_nan=False).translate(_SCRIPT_SAFE)
     repaired = sum(r["repaired_um2"] for r in rows) / 1e6
     flagged = sum(1 for r in rows if r["flagged_tiles"])
     stats = [("sections", f"{len(rows):,}"), ("repaired", f"{repaired:.4g} mm²"),
