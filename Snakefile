@@ -29,10 +29,10 @@ localrules:
 
 
 rule all:
+    default_target: True
     input:
         repaired_sections,
         STACK.qc_index,
-    default_target: True
 
 
 onstart:

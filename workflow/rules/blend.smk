@@ -11,8 +11,10 @@ rule blend:
         SECTION.receipt,
     log:
         SECTION.log("blend"),
+    conda:
+        CONDA_ENV
     params:
         store=SECTION.repaired,
     shell:
-        "{CYTOPAINT} blend --sections {input.sections:q} --section {wildcards.section}"
+        "cytopaint blend --sections {input.sections:q} --section {wildcards.section}"
         " --batches {input.batches:q} --out {params.store:q} --receipt {output:q} --replace 2> {log:q}"

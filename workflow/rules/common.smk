@@ -4,7 +4,6 @@ import json
 import os
 import platform
 import shlex
-import shutil
 import sys
 import time
 from functools import lru_cache
@@ -13,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
+from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
 from cytopaint.io.sections import check_store, read_sections
 from cytopaint.io.volume import metadata_file
@@ -24,10 +24,24 @@ validate(config, "../schemas/config.schema.yaml")
 RESULTS = config["results"]
 STACK = StackPaths(RESULTS)  # the stack's files
 SECTION = STACK.section("{section}")  # a section's files, as rule patterns
-DEMO = config["sections"] is None  # no sections table given: the demo stack, which rule synth_demo writes
+DEMO = (
+    config["sections"] is None
+)  # no sections table given: the demo stack, which rule synth_demo writes
 SECTIONS_TSV = f"{RESULTS}/demo/data/sections.tsv" if DEMO else config["sections"]
-# The package's CLI, also when snakemake runs from a virtual environment that is not activated.
-CYTOPAINT = "cytopaint" if shutil.which("cytopaint") else f"{sys.executable} -m cytopaint.cli"
+# Every job calls the package's CLI as `cytopaint`, a shell function (shell.prefix) that runs it with
+# snakemake's own Python (also from a virtual environment that is not activated) or, in the jobs'
+# conda environment (envs/, --software-deployment-method conda), with that environment's Python and
+# this checkout's src/ on PYTHONPATH. (shell.prefix is formatted: braces are doubled.)
+CONDA_ENV = (
+    "../../envs/cytopaint.yaml"  # every rule's software, relative to workflow/rules/
+)
+if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
+    _PYTHON = f"PYTHONPATH={shlex.quote(str(Path(workflow.basedir) / 'src'))}${{{{PYTHONPATH:+:$PYTHONPATH}}}} python"
+else:
+    _PYTHON = shlex.quote(sys.executable)
+shell.prefix(
+    f'set -euo pipefail; cytopaint() {{{{ {_PYTHON} -m cytopaint.cli "$@"; }}}}; '
+)
 MODEL_CARD = str(modelpkg.resolve(config["model"]) / modelpkg.CARD_NAME)
 MODEL_WEIGHTS = str(modelpkg.resolve(config["model"]) / modelpkg.WEIGHTS_NAME)
 
@@ -52,12 +66,17 @@ SECTIONS = list(config["demo"]["sections"]) if DEMO else TABLE.index.tolist()
 def _failed_before() -> frozenset[str]:
     """Sections whose planning failed in an earlier run (from the last planning index)."""
     path = Path(STACK.plan_index_json)
-    return frozenset(json.loads(path.read_text())["failed"]) if path.is_file() else frozenset()
+    return (
+        frozenset(json.loads(path.read_text())["failed"])
+        if path.is_file()
+        else frozenset()
+    )
 
 
 def retry_token(wildcards) -> str:
     """A new value on every run for a section that failed before, so that its planning runs again
-    (a fixed input store may keep its metadata, and snakemake reruns only on changed content)."""
+    (a fixed input store may keep its metadata, and snakemake reruns only on changed content).
+    """
     return str(time.time_ns()) if wildcards.section in _failed_before() else ""
 
 
@@ -67,6 +86,8 @@ def store_metadata(wildcards) -> list[str]:
         return []
     row = TABLE.loc[wildcards.section]
     return [p for p in (metadata_file(row["image"]), metadata_file(row["mask"])) if p]
+
+
 modelpkg.read_card(config["model"])  # a bad model card fails here, before any job
 
 
@@ -77,7 +98,8 @@ def every_section(path: str) -> list[str]:
 
 def plan_index() -> dict:
     """The planning pass's index: ``sections`` (batches of every planned section with their dependencies
-    and fingerprints) and ``failed`` (sections whose inputs were refused, with the reason)."""
+    and fingerprints) and ``failed`` (sections whose inputs were refused, with the reason).
+    """
     path = checkpoints.plan_index.get().output.json
     return _read_index(path, Path(path).stat().st_mtime_ns)
 
@@ -96,7 +118,10 @@ def repaired_sections(wildcards) -> list[str]:
 def section_outcomes(wildcards) -> list[str]:
     """Per section in stack order, its QC summary, or the plan that records why it failed."""
     failed = plan_index()["failed"]
-    return [STACK.section(s).plan_settings if s in failed else STACK.section(s).qc_summary for s in SECTIONS]
+    return [
+        STACK.section(s).plan_settings if s in failed else STACK.section(s).qc_summary
+        for s in SECTIONS
+    ]
 
 
 def _listing(items: list[str], most: int = 50) -> str:
@@ -111,15 +136,27 @@ def report_stack() -> None:
     index = pd.read_csv(STACK.plan_index, sep="\t", keep_default_na=False)
     failed = index[index["status"] == "failed"]
     if len(failed):
-        print(f"cytopaint: {len(failed)} of {len(index)} sections FAILED and were not repaired (see {STACK.plan_index} "
-              f"and {STACK.qc_index}):" + _listing([f"{r.section}: {r.error}" for r in failed.itertuples()]),
-              file=sys.stderr)
-    short = index[(index["status"] == "planned") & (index["insufficient_context_tiles"] > 0)]
+        print(
+            f"cytopaint: {len(failed)} of {len(index)} sections FAILED and were not repaired (see {STACK.plan_index} "
+            f"and {STACK.qc_index}):"
+            + _listing([f"{r.section}: {r.error}" for r in failed.itertuples()]),
+            file=sys.stderr,
+        )
+    short = index[
+        (index["status"] == "planned") & (index["insufficient_context_tiles"] > 0)
+    ]
     if len(short):
-        print(f"cytopaint: WARNING: in {len(short)} sections, tiles lack context and their artifact pixels are NOT "
-              "repaired (see plan/plan.json of each, and the QC reports):"
-              + _listing([f"{r.section}: {r.insufficient_context_tiles} tiles" for r in short.itertuples()]),
-              file=sys.stderr)
+        tiles = _listing(
+            [
+                f"{r.section}: {r.insufficient_context_tiles} tiles"
+                for r in short.itertuples()
+            ]
+        )
+        print(
+            f"cytopaint: WARNING: in {len(short)} sections, tiles lack context and their artifact pixels are NOT "
+            f"repaired (see plan/plan.json of each, and the QC reports):{tiles}",
+            file=sys.stderr,
+        )
 
 
 _LOCK: list[int] = []
@@ -138,10 +175,15 @@ def lock_results() -> None:
     except BlockingIOError:
         holder = os.read(fd, 4096).decode(errors="replace").strip() or "another process"
         os.close(fd)
-        raise WorkflowError(f"the results folder {RESULTS} is in use by another snakemake run ({holder}); wait for "
-                            f"it to end (a run that was killed holds nothing: its lock went with it)") from None
+        raise WorkflowError(
+            f"the results folder {RESULTS} is in use by another snakemake run ({holder}); wait for "
+            f"it to end (a run that was killed holds nothing: its lock went with it)"
+        ) from None
     os.ftruncate(fd, 0)
-    os.write(fd, f"pid {os.getpid()} on {platform.node()}, working directory {os.getcwd()}\n".encode())
+    os.write(
+        fd,
+        f"pid {os.getpid()} on {platform.node()}, working directory {os.getcwd()}\n".encode(),
+    )
     _LOCK.append(fd)
 
 
@@ -157,9 +199,24 @@ def all_batch_files(wildcards) -> list[str]:
 
 def earlier_batch_files(wildcards) -> list[str]:
     files = STACK.section(wildcards.section)
-    return [files.batch(b) for b in planned(wildcards.section)[wildcards.batch]["after"]]
+    return [
+        files.batch(b) for b in planned(wildcards.section)[wildcards.batch]["after"]
+    ]
 
 
 def as_json(block: dict) -> str:
     """A config block as compact JSON, for a rule's params (quote it in the shell with ``:q``)."""
     return json.dumps(block, separators=(",", ":"))
+
+
+def batch_fingerprint(wildcards) -> str:
+    """What a batch's pixels depend on in the plan: a re-seeded tile repaints its batch, not its section."""
+    return planned(wildcards.section)[wildcards.batch]["fingerprint"]
+
+
+def after_planning(wildcards) -> list[str]:
+    """No file: the rule waits for the planning checkpoint, so snakemake decides whether it runs
+    once the batches are known. (Before, every blend counts as pending, and a replan of one
+    section would rerun the QC and manifests of all sections.)"""
+    checkpoints.plan_index.get()
+    return []

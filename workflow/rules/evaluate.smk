@@ -11,6 +11,8 @@ if not EVALUATE["sections"]:
             HELDOUT_TSV,
         log:
             STACK.log("synth_heldout"),
+        conda:
+            CONDA_ENV
         threads: 8
         params:
             out=lambda wildcards, output: str(Path(output[0]).parent),
@@ -19,7 +21,7 @@ if not EVALUATE["sections"]:
             synthetic=EVALUATE["synthetic"],
             pixel_size=modelpkg.read_card(config["model"])["pixel_size_um"],
         shell:
-            "{CYTOPAINT} synth --out {params.out} --sections {params.sections} --shape {params.shape}"
+            "cytopaint synth --out {params.out} --sections {params.sections} --shape {params.shape}"
             " --pixel-size {params.pixel_size} --seed {params.synthetic[seed]}"
             " --damage {params.synthetic[damaged_fraction]} --workers {threads} 2> {log}"
 
@@ -34,8 +36,12 @@ rule evaluate:
         fcd=f"{EVAL_DIR}/fcd.tsv",
     log:
         STACK.log("evaluate"),
+    conda:
+        CONDA_ENV
     params:
-        out=EVAL_DIR,
-        settings=as_json({k: config[k] for k in ("model", "tiling", "repaint", "evaluate")}),
+        out=lambda wildcards, output: str(Path(output.summary).parent),
+        settings=as_json(
+            {k: config[k] for k in ("model", "tiling", "repaint", "evaluate")}
+        ),
     shell:
-        "{CYTOPAINT} evaluate --settings {params.settings:q} --sections {input.sections:q} --out {params.out:q} 2> {log:q}"
+        "cytopaint evaluate --settings {params.settings:q} --sections {input.sections:q} --out {params.out:q} 2> {log:q}"

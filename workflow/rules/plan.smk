@@ -9,11 +9,6 @@ if REVIEW is not None:
     review_table.check_sections(REVIEW, SECTIONS)
 
 
-def batch_fingerprint(wildcards) -> str:
-    """What a batch's pixels depend on in the plan: a re-seeded tile repaints its batch, not its section."""
-    return planned(wildcards.section)[wildcards.batch]["fingerprint"]
-
-
 # The model is every section's: its weights are verified once (sha256 against its card, the card
 # against its schema), before any section is planned, and a tampered package stops the run here.
 rule verify_model:
@@ -24,8 +19,12 @@ rule verify_model:
         STACK.model_verified,
     log:
         STACK.log("verify_model"),
+    conda:
+        CONDA_ENV
+    params:
+        model=config["model"],
     shell:
-        "{CYTOPAINT} model-info {config[model]:q} > {output:q} 2> {log:q}"
+        "cytopaint model-info {params.model:q} > {output:q} 2> {log:q}"
 
 
 rule plan:
@@ -39,8 +38,11 @@ rule plan:
         summary=SECTION.plan_settings,
     log:
         SECTION.log("plan"),
+    conda:
+        CONDA_ENV
     params:
-        out=SECTION.plan_dir,
+        model=config["model"],
+        out=lambda wildcards, output: str(Path(output.tiles).parent),
         tiling=as_json(config["tiling"]),
         normalization=(
             f"--normalization {shlex.quote(as_json(config['repaint']['normalization']))}"
@@ -51,7 +53,7 @@ rule plan:
         review_arg=f"--review {shlex.quote(REVIEW_TSV)}" if REVIEW_TSV else "",
         retry=retry_token,
     shell:
-        "{CYTOPAINT} plan --sections {input.sections:q} --section {wildcards.section} --model {config[model]:q}"
+        "cytopaint plan --sections {input.sections:q} --section {wildcards.section} --model {params.model:q}"
         " --tiling {params.tiling:q} {params.normalization} {params.review_arg} --record-failure"
         " --out-dir {params.out:q} 2> {log:q}"
 
@@ -68,5 +70,7 @@ checkpoint plan_index:
         json=STACK.plan_index_json,
     log:
         STACK.log("plan_index"),
+    conda:
+        CONDA_ENV
     shell:
-        "{CYTOPAINT} plan-index {input:q} --out {output.tsv:q} --out-json {output.json:q} 2> {log:q}"
+        "cytopaint plan-index {input:q} --out {output.tsv:q} --out-json {output.json:q} 2> {log:q}"

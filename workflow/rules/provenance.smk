@@ -15,10 +15,12 @@ rule manifest:
         SECTION.manifest,
     log:
         SECTION.log("manifest"),
+    conda:
+        CONDA_ENV
     params:
-        plan_dir=SECTION.plan_dir,
+        plan_dir=lambda wildcards, input: str(Path(input.plan).parent),
         config=json.dumps(config, sort_keys=True),
     shell:
-        "printf '%s' {params.config:q} | {CYTOPAINT} manifest --sections {input.sections:q}"
+        "printf '%s' {params.config:q} | cytopaint manifest --sections {input.sections:q}"
         " --section {wildcards.section} --plan-dir {params.plan_dir:q} --batches {input.batches:q}"
         " --receipt {input.receipt:q} --qc {input.qc:q} --config - --out {output:q} 2> {log:q}"

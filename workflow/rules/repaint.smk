@@ -11,15 +11,18 @@ rule repaint:
         earlier=earlier_batch_files,
     output:
         SECTION.batch("{batch}"),
-    wildcard_constraints:
-        batch=r"\d+",
     log:
         SECTION.log("repaint", "batch_{batch}"),
+    wildcard_constraints:
+        batch=r"\d+",
+    conda:
+        CONDA_ENV
     params:
-        plan_dir=SECTION.plan_dir,
+        model=config["model"],
+        plan_dir=lambda wildcards, input: str(Path(input.plan).parent),
         repaint=as_json(config["repaint"]),
         tiles=batch_fingerprint,
     shell:
-        "{CYTOPAINT} repaint-batch --sections {input.sections:q} --section {wildcards.section}"
+        "cytopaint repaint-batch --sections {input.sections:q} --section {wildcards.section}"
         " --plan-dir {params.plan_dir:q} --batch {wildcards.batch} --earlier {input.earlier:q}"
-        " --model {config[model]:q} --repaint {params.repaint:q} --out {output:q} 2> {log:q}"
+        " --model {params.model:q} --repaint {params.repaint:q} --out {output:q} 2> {log:q}"

@@ -17,12 +17,14 @@ rule train_demo:
         f"{RESULTS}/demo_model/demo/model.json",
     log:
         STACK.log("train_demo"),
+    conda:
+        CONDA_ENV
     params:
         data=f"{RESULTS}/demo_model/data",
-        out=f"{RESULTS}/demo_model/demo",
+        out=lambda wildcards, output: str(Path(output[0]).parent),
         t=DEMO_TRAIN,
     shell:
-        "({CYTOPAINT} synth --out {params.data} --sections {params.t[sections]} --shape {params.t[shape]}"
+        "(cytopaint synth --out {params.data} --sections {params.t[sections]} --shape {params.t[shape]}"
         " --pixel-size {params.t[pixel_size]} --seed {params.t[seed]} --damage {params.t[damage]} --quiet"
-        " && {CYTOPAINT} train --sections {params.data}/sections.tsv --out {params.out} --name demo"
+        " && cytopaint train --sections {params.data}/sections.tsv --out {params.out} --name demo"
         " --pixel-size {params.t[pixel_size]} {params.t[train]} --resume) 2> {log}"
