@@ -6,7 +6,6 @@ import html
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,24 +14,16 @@ import yaml
 import zarr
 from ome_zarr.format import FormatV04
 from ome_zarr.writer import write_image, write_labels
-from test_workflow import REPO, write_stack
+from test_bad_input import _run, model  # noqa: F401 (a fixture)
+from test_workflow import write_stack
 
-from cytopaint.diffusion.gaussian import DiffusionConfig
 from cytopaint.io.sections import read_sections
-from cytopaint.models import package as modelpkg
 from cytopaint.plan.section import Section
 from cytopaint.plan.stage import TilingConfig, plan_section
 from cytopaint.plan.table import read_plan
 from cytopaint.qc.summary import write_stack_summary
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>&'
-
-
-@pytest.fixture
-def model(tmp_path: Path, tiny_net) -> str:
-    modelpkg.save(tmp_path / "model", tiny_net, name="tiny", diffusion=DiffusionConfig(steps=10), pixel_size_um=1.0,
-                  training={"command": "test", "data": [], "seed": 0, "code_version": "test"})
-    return str(tmp_path / "model")
 
 
 @pytest.mark.parametrize(("table", "message"), [
@@ -96,10 +87,8 @@ def test_an_image_of_another_layout_is_refused_at_planning(tmp_path: Path, model
 
 
 def _dry_run(work: Path, config: dict) -> subprocess.CompletedProcess:
-    (work / "bad.yaml").write_text(yaml.safe_dump(config))
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(work),
-           "--configfile", str(work / "bad.yaml"), "--cores", "1", "--dry-run"]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    return _run(work, "--dry-run")
 
 
 def test_a_config_outside_the_schema_is_refused_before_any_job(tmp_path: Path) -> None:

@@ -24,17 +24,15 @@ validate(config, "../schemas/config.schema.yaml")
 RESULTS = config["results"]
 STACK = StackPaths(RESULTS)  # the stack's files
 SECTION = STACK.section("{section}")  # a section's files, as rule patterns
-DEMO = (
-    config["sections"] is None
-)  # no sections table given: the demo stack, which rule synth_demo writes
+# no sections table given: the demo stack, which rule synth_demo writes
+DEMO = config["sections"] is None
 SECTIONS_TSV = f"{RESULTS}/demo/data/sections.tsv" if DEMO else config["sections"]
 # Every job calls the package's CLI as `cytopaint`, a shell function (shell.prefix) that runs it with
 # snakemake's own Python (also from a virtual environment that is not activated) or, in the jobs'
 # conda environment (envs/, --software-deployment-method conda), with that environment's Python and
 # this checkout's src/ on PYTHONPATH. (shell.prefix is formatted: braces are doubled.)
-CONDA_ENV = (
-    "../../envs/cytopaint.yaml"  # every rule's software, relative to workflow/rules/
-)
+# every rule's software, relative to workflow/rules/
+CONDA_ENV = "../../envs/cytopaint.yaml"
 if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
     _PYTHON = f"PYTHONPATH={shlex.quote(str(Path(workflow.basedir) / 'src'))}${{{{PYTHONPATH:+:$PYTHONPATH}}}} python"
 else:
