@@ -20,7 +20,7 @@ import torch
 
 from cytopaint.models import package as modelpkg
 
-from cytopaint.diffusion.repaint import RePaintSettings, make_generators, repaint
+from cytopaint.diffusion.sampling import SamplerSettings, make_generators, sample
 from cytopaint.models.patches import load_section
 from cytopaint.qc.cells import cell_stats, detect_cells
 from cytopaint.synth.stack import write_synthetic_stack
@@ -58,9 +58,9 @@ def samples(model: modelpkg.PackagedModel, n: int, steps: int, seed: int) -> np.
     size = model.tile_size
     known = torch.zeros(n, 1, size, size)
     unknown = torch.ones(n, 1, size, size, dtype=torch.bool)
-    res = repaint(model.network, model.diffusion(), known, unknown, make_generators(range(seed, seed + n)),
-                  RePaintSettings(jump_length=1, jump_n_sample=1, steps=steps), progress=True,
-                  description="samples", batch_invariant=False)
+    res = sample(model.network, model.diffusion(), known, unknown, make_generators(range(seed, seed + n)),
+                 SamplerSettings(jump_length=1, jump_n_sample=1, steps=steps), progress=True,
+                 description="samples", batch_invariant=False)
     return model.normalization.from_model(res.images[:, 0].numpy())
 
 

@@ -16,7 +16,7 @@ from contextlib import nullcontext
 
 import torch
 
-from cytopaint.diffusion.repaint import expected_nfe
+from cytopaint.diffusion.sampling import expected_nfe
 from cytopaint.diffusion.unet import PAPER_1024, TINY_64, UNet, UNetConfig
 
 SETTINGS = {"paper 256/j10/r10": expected_nfe(256, 10, 10), "demo 50/j5/r2": expected_nfe(50, 5, 2)}

@@ -9,7 +9,7 @@ import pandas as pd
 from conftest import TINY
 
 from cytopaint.cli import main
-from cytopaint.diffusion.repaint import expected_nfe
+from cytopaint.diffusion.sampling import expected_nfe
 
 
 def test_bench_prints_and_writes_every_setting_beside_the_reference(tmp_path: Path, capsys) -> None:

@@ -137,6 +137,36 @@ def test_renoise_composes_with_forward_process() -> None:
         d.q_renoise(xa, 30, 20, xa)
 
 
+def test_ddim_state_step_follows_the_noise_that_explains_the_state() -> None:
+    """zeta = 0 keeps the noise that made x_n from x0 (a DDIM step lands on the same trajectory);
+    zeta = 1 is a fresh draw from q(x_m | x0); at m = 0 the step returns x0."""
+    d = DiffusionConfig(steps=50).build()
+    g = torch.Generator().manual_seed(3)
+    x0 = torch.rand(4, 1, 8, 8, generator=g) * 2 - 1
+    eps, z = torch.randn(x0.shape, generator=g), torch.randn(x0.shape, generator=g)
+    xn = d.q_sample_state(x0, 30, eps)
+    torch.testing.assert_close(d.ddim_state_step(x0, xn, 30, 12, 0.0, z), d.q_sample_state(x0, 12, eps))
+    torch.testing.assert_close(d.ddim_state_step(x0, xn, 30, 12, 1.0, z), d.q_sample_state(x0, 12, z))
+    half = d.ddim_state_step(x0, xn, 30, 12, 0.5, z)
+    torch.testing.assert_close(half, d.q_sample_state(x0, 12, math.sqrt(0.5) * (eps + z)))
+    torch.testing.assert_close(d.ddim_state_step(x0, xn, 30, 0, 0.5, z), x0)
+    for bad in ((30, 30, 0.5), (30, 40, 0.5), (30, 12, 1.5)):
+        with pytest.raises(ValueError):
+            d.ddim_state_step(x0, xn, *bad, z)
+
+
+def test_posterior_sample_is_the_posterior_at_the_given_x0() -> None:
+    d = DiffusionConfig(steps=30).build()
+    g = torch.Generator().manual_seed(4)
+    x0, xt, z = (torch.randn(2, 1, 4, 4, generator=g) for _ in range(3))
+    log_var = torch.full_like(xt, -3.0)
+    t = torch.tensor([10, 0])
+    mean, _, _ = d.q_posterior(x0, xt, t)
+    out = d.posterior_sample(x0, xt, t, log_var, z)
+    torch.testing.assert_close(out[0], mean[0] + math.exp(-1.5) * z[0])
+    torch.testing.assert_close(out[1], x0[1])  # the last step adds no noise and lands on x0
+
+
 def test_hybrid_loss_weights_vlb_by_t_over_1000(tiny_net) -> None:
     d = DiffusionConfig(steps=40).build()
     x0 = torch.rand(4, 1, 16, 16) * 2 - 1

@@ -8,7 +8,7 @@ import torch
 
 from cytopaint.models.classifier import load_classifier
 from cytopaint.diffusion.gaussian import DiffusionConfig
-from cytopaint.diffusion.repaint import RePaintSettings, make_generators, repaint
+from cytopaint.diffusion.sampling import SamplerSettings, make_generators, sample
 from cytopaint.models import package as modelpkg
 from cytopaint.synth import SectionSpec, render_window
 from cytopaint.models.training import train_step
@@ -29,10 +29,10 @@ def _tiles(n: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
 def test_repaint_on_gpu_keeps_known_pixels_and_is_reproducible() -> None:
     model = modelpkg.load("demo", device=CUDA)
     known, mask = _tiles(6, model.tile_size)
-    settings = RePaintSettings(jump_length=5, jump_n_sample=2, steps=20)
+    settings = SamplerSettings(jump_length=5, jump_n_sample=2, steps=20)
     seeds = list(range(100, 106))
-    a = repaint(model.network, model.diffusion(), known, mask, make_generators(seeds, CUDA), settings).images
-    b = repaint(model.network, model.diffusion(), known, mask, make_generators(seeds, CUDA), settings).images
+    a = sample(model.network, model.diffusion(), known, mask, make_generators(seeds, CUDA), settings).images
+    b = sample(model.network, model.diffusion(), known, mask, make_generators(seeds, CUDA), settings).images
     assert torch.isfinite(a).all()
     assert torch.equal(a[~mask.expand_as(a)], known[~mask.expand_as(known)])
     assert torch.equal(a, b)  # same seeds, same batch: the same tiles
@@ -42,10 +42,10 @@ def test_gpu_tile_depends_little_on_its_batch() -> None:
     """On the GPU a tile's noise still comes from its own seed; batched kernels may differ in the last bits."""
     model = modelpkg.load("demo", device=CUDA)
     known, mask = _tiles(8, model.tile_size)
-    settings = RePaintSettings(jump_length=5, jump_n_sample=2, steps=20)
+    settings = SamplerSettings(jump_length=5, jump_n_sample=2, steps=20)
     seeds = list(range(8))
-    batch = repaint(model.network, model.diffusion(), known, mask, make_generators(seeds, CUDA), settings).images
-    alone = repaint(model.network, model.diffusion(), known[3:4], mask[3:4], make_generators(seeds[3:4], CUDA),
+    batch = sample(model.network, model.diffusion(), known, mask, make_generators(seeds, CUDA), settings).images
+    alone = sample(model.network, model.diffusion(), known[3:4], mask[3:4], make_generators(seeds[3:4], CUDA),
                     settings).images
     diff = (batch[3:4] - alone).abs()
     print(f"tile alone vs in a batch of 8 on {torch.cuda.get_device_name()}: max |diff| {diff.max():.4g}, "

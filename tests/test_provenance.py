@@ -54,7 +54,8 @@ def test_the_manifest_records_the_run(section: dict) -> None:
     assert [t["tile"] for t in m["tiles"]] == plan["tile"].tolist()
     assert [t["seed"] for t in m["tiles"]] == plan["seed"].tolist()
     assert all(t["nfe"] == 2 and 0 < t["generated_px"] <= t["n_owned"] for t in m["tiles"] if t["batch"] >= 0)
-    assert m["sampler"] == {"jump_length": 1, "jump_n_sample": 1, "steps": 2, "nfe_per_tile": [2]}
+    assert m["sampler"] == {"method": "repaint", "jump_length": 1, "jump_n_sample": 1, "steps": 2,
+                            "resample_start": 1.0, "zeta": 1.0, "nfe_per_tile": [2]}
     assert m["output"]["sha256_level0"] == section["receipt"]["sha256_level0"]
     assert m["output"]["pixels_repaired"] == sum(t["generated_px"] or 0 for t in m["tiles"])
     assert 0 < m["output"]["repaired_pct_tissue"] < 100

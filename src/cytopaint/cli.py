@@ -341,9 +341,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "TFLOP/s, memory)")
     p.add_argument("network", nargs="?", default="paper-1024",
                    help="paper-1024 or tiny-64 (random weights), a JSON U-Net config, or a packaged model ('demo')")
-    p.add_argument("--sampler", action="append", default=[], metavar="NAME=STEPS:J:R",
+    p.add_argument("--sampler", action="append", default=[], metavar="NAME=STEPS:J:R[,KEY=VALUE]",
                    help="a sampler setting, repeatable; the first is the reference (default: the paper's 256 steps, "
-                        "j=5, r=5, then the config's 50:5:2); STEPS 'all' = every trained step")
+                        "each repeated 5 times = 256:1:5, then 50:5:2); STEPS 'all' = every trained step; KEY is "
+                        "method (repaint, ddnm, diffpir), resample_start or zeta")
     p.add_argument("--batch", type=int, default=4, help="tiles per sampler call")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:k]")
     p.add_argument("--timed-nfe", type=int, help="time only this many network evaluations per setting and "

@@ -3,7 +3,9 @@
 All maths of the DDPM lives here; samplers only call these methods. Equation numbers refer to
 
 - [Ho] Ho, Jain, Abbeel 2020, "Denoising Diffusion Probabilistic Models";
-- [ND] Nichol & Dhariwal 2021, "Improved Denoising Diffusion Probabilistic Models".
+- [ND] Nichol & Dhariwal 2021, "Improved Denoising Diffusion Probabilistic Models";
+- [DDIM] Song, Meng, Ermon 2021, "Denoising Diffusion Implicit Models";
+- [DiffPIR] Zhu et al. 2023, "Denoising Diffusion Models for Plug-and-Play Image Restoration".
 
 Time indexing: the process has ``T`` steps and states ``x_0 .. x_T``. Array index ``i`` in
 ``0 .. T-1`` holds the quantities of the step that produces ``x_{i+1}`` from ``x_i`` (``betas[i]``
@@ -282,8 +284,34 @@ class GaussianDiffusion:
     def p_sample_step(self, out: torch.Tensor, xt: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """x_{t-1} = mu_theta + exp(log Sigma / 2) z ([Ho] Algorithm 2), no noise at the last step (t index 0)."""
         p = self.p_mean_variance(out, xt, t)
+        return self.posterior_sample(p["pred_x0"], xt, t, p["log_variance"], noise)
+
+    def posterior_sample(self, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor, log_variance: torch.Tensor,
+                         noise: torch.Tensor) -> torch.Tensor:
+        """x_{t-1} ~ N(mu-tilde_t(x_t, x0), Sigma): the posterior mean of [Ho] eq. 7 at a given x0, with the
+        model's variance; no noise at the last step (t index 0). With x0 the network's prediction this is
+        [Ho] Algorithm 2; with a corrected x0 it is DDNM's reverse step."""
+        mean, _, _ = self.q_posterior(x0, xt, t)
         nonzero = (t != 0).float().view(-1, *([1] * (xt.ndim - 1)))
-        return p["mean"] + nonzero * torch.exp(0.5 * p["log_variance"]) * noise
+        return mean + nonzero * torch.exp(0.5 * log_variance) * noise
+
+    def ddim_state_step(self, x0: torch.Tensor, xt: torch.Tensor, n_from: int, n_to: int, zeta: float,
+                        noise: torch.Tensor) -> torch.Tensor:
+        """State x_{n_to} from x_{n_from} and an estimate of x0, for any n_to < n_from ([DiffPIR] eq. 15).
+
+        The noise that explains x_{n_from} given x0 is eps-hat = (x_n - sqrt(abar_n) x0) / sqrt(1 - abar_n)
+        ([Ho] eq. 4 solved for eps); the new state is sqrt(abar_m) x0 + sqrt(1 - abar_m) (sqrt(1 - zeta)
+        eps-hat + sqrt(zeta) z). zeta = 0 is the deterministic DDIM step ([DDIM] eq. 12, eta = 0); zeta = 1
+        re-noises x0 afresh, q(x_m | x0). At n_to = 0 it returns x0.
+        """
+        if not 0 <= n_to < n_from <= self.num_timesteps:
+            raise ValueError(f"cannot step from state {n_from} down to state {n_to}")
+        if not 0.0 <= zeta <= 1.0:
+            raise ValueError(f"zeta must be in [0, 1], got {zeta}")
+        abar_from, abar_to = self.state_alpha_bar(n_from), self.state_alpha_bar(n_to)
+        eps_hat = (xt - math.sqrt(abar_from) * x0) / math.sqrt(1.0 - abar_from)
+        mixed = math.sqrt(1.0 - zeta) * eps_hat + math.sqrt(zeta) * noise
+        return math.sqrt(abar_to) * x0 + math.sqrt(1.0 - abar_to) * mixed
 
     # -- training objective ---------------------------------------------------------------------
     def vlb_terms(self, out: torch.Tensor, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

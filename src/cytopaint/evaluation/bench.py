@@ -3,7 +3,7 @@
 GPU-seconds per repaired mm² = (sampled tile windows per repaired mm²) x NFE x (seconds per NFE
 per tile). This measures the last two factors: for a network (a named U-Net config with random
 weights, or a packaged model) and a batch of tiles with a hole, each sampler setting runs the real
-RePaint loop (`cytopaint.diffusion.repaint`), every tile with its own seed, and the bench reports
+sampler loop (`cytopaint.diffusion.sampling`), every tile with its own seed, and the bench reports
 its network evaluations per tile (counted by the sampler), milliseconds per evaluation per tile,
 seconds per tile, tiles per second, the achieved TFLOP/s (forward FLOPs counted once by
 ``torch.utils.flop_counter``), peak GPU and CPU memory, and its speed-up over the reference
@@ -28,15 +28,15 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from cytopaint.diffusion.gaussian import DiffusionConfig, GaussianDiffusion
-from cytopaint.diffusion.repaint import RePaintSettings, expected_nfe, make_generators, repaint
+from cytopaint.diffusion.sampling import SamplerSettings, make_generators, sample
 from cytopaint.diffusion.unet import UNet, UNetConfig
 from cytopaint.io.atomic import atomic_path, write_text
 from cytopaint.models import package as modelpkg
 from cytopaint.models.training import architecture
 from cytopaint.runtime import code_version, device_record
 
-#: The paper's sampler (Kropp et al.: 256 steps, each repeated 5 times) and the demo config's.
-DEFAULT_SETTINGS = {"paper 256/j5/r5": RePaintSettings(5, 5, None), "default 50/j5/r2": RePaintSettings(5, 2, 50)}
+#: The paper's sampler (Kropp et al.: 256 steps, each repeated 5 times, 1,276 NFE) and the demo config's.
+DEFAULT_SETTINGS = {"reference 256/j1/r5": SamplerSettings(1, 5, None), "default 50/j5/r2": SamplerSettings(5, 2, 50)}
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class BenchRow:
     """One sampler setting's figures."""
 
     setting: str
+    method: str
     steps: int
     jump_length: int
     jump_n_sample: int
@@ -112,7 +113,7 @@ def tiles_with_hole(cfg: UNetConfig, batch: int, device: torch.device) -> tuple[
     return known.to(device), mask.to(device)
 
 
-def bench(name_or_path: str, settings: dict[str, RePaintSettings], *, batch: int, device: torch.device,
+def bench(name_or_path: str, settings: dict[str, SamplerSettings], *, batch: int, device: torch.device,
           timed_nfe: int | None = None) -> tuple[list[BenchRow], dict[str, Any]]:
     """Run every sampler setting on one batch; returns the rows and the run's context (device, versions)."""
     network, cfg, diffusion = network_for(name_or_path, device)
@@ -121,12 +122,12 @@ def bench(name_or_path: str, settings: dict[str, RePaintSettings], *, batch: int
     rows: list[BenchRow] = []
     for name, setting in settings.items():
         process = diffusion.respaced_to(setting.steps) if setting.steps else diffusion
-        nfe = expected_nfe(process.num_timesteps, setting.jump_length, setting.jump_n_sample)
+        nfe = setting.nfe(diffusion.num_timesteps)
         timed = _TimedNetwork(network, device, timed_nfe)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         try:
-            result = repaint(timed, diffusion, known, mask, make_generators(range(batch), device), setting,
+            result = sample(timed, diffusion, known, mask, make_generators(range(batch), device), setting,
                              batch_invariant=False)
             if result.nfe != nfe or timed.calls != nfe:
                 raise RuntimeError(f"{name}: the sampler made {result.nfe} evaluations, {nfe} expected")
@@ -136,7 +137,7 @@ def bench(name_or_path: str, settings: dict[str, RePaintSettings], *, batch: int
         per_nfe_tile = timed.seconds / timed.calls / batch
         s_per_tile = per_nfe_tile * nfe
         rows.append(BenchRow(
-            setting=name, steps=process.num_timesteps, jump_length=setting.jump_length,
+            setting=name, method=setting.method, steps=process.num_timesteps, jump_length=setting.jump_length,
             jump_n_sample=setting.jump_n_sample, nfe_per_tile=nfe, batch=batch, timing=timing,
             ms_per_nfe_per_tile=1e3 * per_nfe_tile, s_per_tile=s_per_tile, tiles_per_s=1.0 / s_per_tile,
             tflops=flops / per_nfe_tile / 1e12,
@@ -160,23 +161,21 @@ def format_table(rows: list[BenchRow], context: dict[str, Any]) -> str:
     """The rows as an aligned text table, with the device in the heading."""
     head = (f"{context['network']} on {context['device']} ({context['gpu'] or 'CPU'}), torch {context['torch']}, "
             f"{context['forward_gflops_per_tile']:.1f} GFLOP per forward per tile")
-    cols = ("setting", "nfe", "batch", "ms/nfe/tile", "s/tile", "tiles/s", "TFLOP/s", "peak GPU MiB",
+    cols = ("setting", "method", "nfe", "batch", "ms/nfe/tile", "s/tile", "tiles/s", "TFLOP/s", "peak GPU MiB",
             "peak CPU MiB", "speed-up", "timing")
     lines = [head, "  ".join(f"{c:>12}" for c in cols)]
     for r in rows:
         gpu = "-" if r.peak_gpu_mib is None else f"{r.peak_gpu_mib:.0f}"
-        vals = (r.setting, r.nfe_per_tile, r.batch, f"{r.ms_per_nfe_per_tile:.3f}", f"{r.s_per_tile:.3g}",
+        vals = (r.setting, r.method, r.nfe_per_tile, r.batch, f"{r.ms_per_nfe_per_tile:.3f}", f"{r.s_per_tile:.3g}",
                 f"{r.tiles_per_s:.3g}", f"{r.tflops:.3g}", gpu, f"{r.peak_cpu_mib:.0f}",
                 f"{r.speedup_vs_reference:.1f}x", r.timing)
         lines.append("  ".join(f"{v!s:>12}" for v in vals))
     return "\n".join(lines)
 
 
-def parse_setting(text: str) -> tuple[str, RePaintSettings]:
-    """``NAME=STEPS:J:R`` (STEPS ``all`` for every trained step)."""
+def parse_setting(text: str) -> tuple[str, SamplerSettings]:
+    """``NAME=STEPS:J:R[,KEY=VALUE...]`` (`SamplerSettings.parse`)."""
     name, sep, spec = text.partition("=")
-    parts = spec.split(":")
-    if not sep or len(parts) != 3:
-        raise ValueError(f"sampler setting {text!r}: expected NAME=STEPS:J:R, e.g. fast=25:5:1")
-    steps, j, r = parts
-    return name, RePaintSettings(int(j), int(r), None if steps == "all" else int(steps))
+    if not sep or not name:
+        raise ValueError(f"sampler setting {text!r}: expected NAME=STEPS:J:R[,KEY=VALUE...], e.g. fast=25:5:1")
+    return name, SamplerSettings.parse(spec)

@@ -9,7 +9,7 @@ A manifest says what went in, what ran and what came out, validated against
 - ``config``: the full effective workflow config and its sha256 (canonical JSON);
 - ``plan``: the planning settings; ``tiles``: every tile of the plan (window, core, wave, batch,
   seed, status), with the NFE it was sampled with and its review record (decisions, notes, seed
-  lineage); ``sampler``: the RePaint settings and NFE per tile;
+  lineage); ``sampler``: the sampler settings and NFE per tile;
 - ``output``: the repaired store, its level-0 sha256 and the repaired area (px, µm², % of
   tissue); ``qc``: the report, the metrics and the flag counts; ``review``: the review table read;
 - ``code``: package version, git commit and dirty flag; ``jobs``: per job (plan is not a job

@@ -1,2 +1,2 @@
-"""Stage 2, repaint (rule ``repaint``, one GPU job per batch): read each tile's context, sample it with
-RePaint and write the batch result file."""
+"""Stage 2, repaint (rule ``repaint``, one GPU job per batch): read each tile's context, sample it
+(RePaint or another sampler) and write the batch result file."""

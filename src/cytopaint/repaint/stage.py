@@ -1,4 +1,4 @@
-"""The repaint job of one batch (rule ``repaint``): read each tile's context, sample with RePaint,
+"""The repaint job of one batch (rule ``repaint``): read each tile's context, run the sampler,
 write the batch result file (`cytopaint.io.batchfile`)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from cytopaint.diffusion.repaint import RePaintSettings
+from cytopaint.diffusion.sampling import SamplerSettings
 from cytopaint.io.batchfile import read_batch, write_batch
 from cytopaint.models import package as modelpkg
 from cytopaint.models.normalization import normalization_for
@@ -29,12 +29,16 @@ class RepaintConfig:
     jump_length: int = 10
     jump_n_sample: int = 10
     steps: int | None = None
+    method: str = "repaint"
+    resample_start: float = 1.0
+    zeta: float = 1.0
     device: str = "auto"
     normalization: dict[str, Any] | None = None
 
     @property
-    def sampler(self) -> RePaintSettings:
-        return RePaintSettings(self.jump_length, self.jump_n_sample, self.steps)
+    def sampler(self) -> SamplerSettings:
+        return SamplerSettings(self.jump_length, self.jump_n_sample, self.steps, self.method,
+                               self.resample_start, self.zeta)
 
 
 def pick_device(device: str) -> torch.device:
