@@ -213,3 +213,62 @@ def test_fcd_of_the_demo_classifier_rises_with_noise() -> None:
            for s in (0, 10, 25, 50)]
     assert fcd[0] == pytest.approx(0, abs=1e-9)
     assert all(b > a for a, b in zip(fcd, fcd[1:])), fcd
+
+
+def test_evaluate_without_a_classifier_measures_cells_only(tmp_path: Path, stack: Path,
+                                                            packages: dict[str, str]) -> None:
+    settings = EvaluationSettings(sections=str(stack), model=packages["ddpm"], classifier=None, tiling=TILING,
+                                  repaint=FAST, patch_um=48.0, patches_per_bin=2, bins=((0.1, 0.3),),
+                                  methods=("ddpm", "mean-fill"), workers=1)
+    run = evaluate(settings, tmp_path / "eval", progress=False)
+    per_patch = pd.read_csv(tmp_path / "eval" / "patches.tsv", sep="\t")
+    assert run["classifier"] is None and per_patch["top1_agree"].isna().all()
+    assert per_patch["density_rel_error"].notna().any()
+    assert pd.read_csv(tmp_path / "eval" / "fcd.tsv", sep="\t").empty
+    assert not (tmp_path / "eval" / "agreement.png").exists()
+    assert "agreement and FCD not measured" in (tmp_path / "eval" / "summary.md").read_text()
+
+
+def test_pareto_compares_sampler_settings_on_the_same_patches(tmp_path: Path, stack: Path,
+                                                             packages: dict[str, str]) -> None:
+    from cytopaint.diffusion.sampling import SamplerSettings
+    from cytopaint.evaluation.pareto import run_pareto
+
+    settings = EvaluationSettings(sections=str(stack), model=packages["ddpm"], classifier=packages["classifier"],
+                                  tiling=TILING, repaint=FAST, patch_um=64.0, patches_per_bin=2,
+                                  bins=((0.1, 0.3),), workers=1, perturbations=True)
+    samplers = {"ref": SamplerSettings(1, 3, 20), "ddnm": SamplerSettings(2, 1, 4, method="ddnm"),
+                "diffpir": SamplerSettings(2, 2, 4, method="diffpir", resample_start=0.5, zeta=0.5)}
+    table = run_pareto(settings, samplers, tmp_path / "p", progress=False)
+    assert list(table["setting"]) == ["ref", "ddnm", "diffpir"]
+    assert list(table["nfe"]) == [s.nfe(20) for s in samplers.values()] == [58, 4, 6]
+    ref = table.iloc[0]
+    assert ref["d_density_abs_error_points"] == 0 and ref["nfe_ratio"] == 1 and not ref["meets_reference"]
+    assert table["pareto"].any() and table["pareto"].iat[1]  # the cheapest setting is never dominated
+    for name in samplers:  # each setting's own evaluation, on the same patches and regions
+        per_patch = pd.read_csv(tmp_path / "p" / name / "patches.tsv", sep="\t")
+        assert set(per_patch["method"]) == {"ddpm"}
+        assert (per_patch["unrepaired_px"] == 0).all()
+    patches = [pd.read_csv(tmp_path / "p" / n / "patches.tsv", sep="\t")[["patch", "y0", "x0", "n_original"]]
+               for n in samplers]
+    assert all(p.equals(patches[0]) for p in patches)
+    for name in ("pareto.tsv", "pareto.json", "pareto.md", "pareto.png"):
+        assert (tmp_path / "p" / name).stat().st_size > 0
+    text = (tmp_path / "p" / "pareto.md").read_text()
+    assert "| ref | repaint |" in text and "too weak" in text  # the tiny classifier's 25% accuracy is said
+    with pytest.raises(ValueError, match="folder"):
+        run_pareto(settings, {"../x": SamplerSettings(1, 1, 2)}, tmp_path / "q", progress=False)
+
+
+def test_compare_marks_the_front_and_the_verdict() -> None:
+    from cytopaint.evaluation.pareto import compare
+
+    def row(name: str, nfe: int, dens: float, size: float, top1: float) -> dict:
+        return {"setting": name, "nfe": nfe, "density_abs_error": dens, "size_abs_error": size,
+                "top1": top1, "top2": 1.0}
+
+    t = compare([row("ref", 1276, 0.10, 0.10, 0.80), row("good", 95, 0.105, 0.10, 0.79),
+                 row("bad", 95, 0.20, 0.20, 0.50), row("cheap", 20, 0.30, 0.30, 0.40)])
+    assert list(t["meets_reference"]) == [False, True, False, False]
+    assert list(t["pareto"]) == [True, True, False, True]
+    assert t.loc[1, "d_density_abs_error_points"] == pytest.approx(0.5)

@@ -145,6 +145,37 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluation_args(p: argparse.ArgumentParser, out_help: str) -> None:
+    p.add_argument("--config", action="append", default=[], metavar="YAML",
+                   help="workflow config file(s) with model, tiling, repaint and evaluate blocks (later ones win)")
+    p.add_argument("--settings", default="{}", help="JSON merged over the config, e.g. '{\"evaluate\": {...}}'")
+    p.add_argument("--sections", help="held-out sections table (overrides evaluate.sections)")
+    p.add_argument("--device", help="sampler and classifier device (overrides repaint.device), e.g. cuda")
+    p.add_argument("--out", required=True, help=out_help)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _pareto(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .evaluation.bench import parse_setting
+    from .evaluation.harness import settings_from_files
+    from .evaluation.pareto import run_pareto
+
+    samplers = dict(parse_setting(s) for s in args.sampler)
+    if len(samplers) != len(args.sampler):
+        raise SystemExit("cytopaint pareto: each --sampler needs its own NAME")
+    overrides = json.loads(args.settings)
+    if args.device:
+        overrides.setdefault("repaint", {})["device"] = args.device
+    settings = settings_from_files(args.config, sections=args.sections, overrides=overrides)
+    table = run_pareto(settings, samplers, Path(args.out), progress=not args.quiet)
+    cols = ["setting", "nfe", "density_abs_error", "size_abs_error", "top1", "top2", "pareto", "meets_reference"]
+    print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"wrote {Path(args.out) / 'pareto.md'}", file=sys.stderr)
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -328,14 +359,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_synth)
 
     p = sub.add_parser("evaluate", help="the paper's validation protocol on held-out sections, with baselines")
-    p.add_argument("--config", action="append", default=[], metavar="YAML",
-                   help="workflow config file(s) with model, tiling, repaint and evaluate blocks (later ones win)")
-    p.add_argument("--settings", default="{}", help="JSON merged over the config, e.g. '{\"evaluate\": {...}}'")
-    p.add_argument("--sections", help="held-out sections table (overrides evaluate.sections)")
-    p.add_argument("--device", help="sampler and classifier device (overrides repaint.device), e.g. cuda")
-    p.add_argument("--out", required=True, help="output folder (patches.tsv, summary.tsv, fcd.tsv, figures, summary.md)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _evaluation_args(p, "output folder (patches.tsv, summary.tsv, fcd.tsv, figures, summary.md)")
     p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("pareto", help="sampler settings evaluated on the same patches, masks and seeds; their "
+                       "NFE vs fidelity table, plot and Pareto front")
+    _evaluation_args(p, "output folder (one evaluation per setting, pareto.tsv/.json/.md/.png)")
+    p.add_argument("--sampler", action="append", required=True, metavar="NAME=STEPS:J:R[,KEY=VALUE]",
+                   help="a sampler setting, repeatable; the first is the reference, e.g. reference=256:1:5 "
+                        "fast=25:5:2,method=ddnm,resample_start=0.5")
+    p.set_defaults(func=_pareto)
 
     p = sub.add_parser("bench", help="seconds per tile of sampler settings side by side (NFE, ms per NFE per tile, "
                        "TFLOP/s, memory)")

@@ -54,7 +54,7 @@ class EvaluationSettings:
 
     sections: str  # held-out sections table (never used for training)
     model: str = "demo"
-    classifier: str = "demo"
+    classifier: str | None = "demo"  # None: cell statistics only (e.g. patches smaller than the classifier's input)
     tiling: TilingConfig = field(default_factory=TilingConfig)
     repaint: RepaintConfig = field(default_factory=RepaintConfig)
     patch_um: float = 1024.0  # side of the square patches: 1 mm^2 as in the paper
@@ -152,6 +152,28 @@ def _fcd_rows(classifier: PackagedClassifier, originals: np.ndarray, features: d
     return [{**r, "n": n} for r in rows]
 
 
+def _agreement(classifier: PackagedClassifier | None, originals: np.ndarray, repaired: Mapping[str, np.ndarray],
+               methods: Sequence[str], pixel_size_um: float) -> dict[str, Any]:
+    """Per method, the per-patch columns class_original, class_repaired, top1_agree, top2_agree (None
+    without a classifier); under ``features`` the classifier's features of the originals and each method."""
+    n = len(originals)
+    if classifier is None:
+        return {"features": {}, **{m: dict.fromkeys(("class_original", "class_repaired", "top1_agree", "top2_agree"),
+                                                   [None] * n) for m in methods}}
+    classes = list(classifier.card["classes"])
+    predicted = {"original": classifier.predict(originals, pixel_size_um),
+                 **{m: classifier.predict(repaired[m], pixel_size_um) for m in methods}}  # (features, probabilities)
+    p_orig = predicted["original"][1]
+    out: dict[str, Any] = {"features": {k: v[0] for k, v in predicted.items()}}
+    for m in methods:
+        p_rep = predicted[m][1]
+        out[m] = {"class_original": [classes[int(p.argmax())] for p in p_orig],
+                  "class_repaired": [classes[int(p.argmax())] for p in p_rep],
+                  "top1_agree": [bool(v) for v in topk_agreement(p_orig, p_rep, 1)],
+                  "top2_agree": [bool(v) for v in topk_agreement(p_orig, p_rep, min(2, len(classes)))]}
+    return out
+
+
 def evaluate(settings: EvaluationSettings, out_dir: Path, progress: bool = True) -> dict[str, Any]:
     """Run the protocol and write ``out_dir``: patches.tsv, summary.tsv, fcd.tsv, evaluation.json, figures, summary.md."""
     t_start = time.perf_counter()
@@ -196,28 +218,23 @@ def evaluate(settings: EvaluationSettings, out_dir: Path, progress: bool = True)
     for k, m in enumerate(settings.methods):
         repaired[m] = np.stack([results[k * n + i][0] for i in range(n)])
 
-    classifier = load_classifier(settings.classifier, device=pick_device(settings.repaint.device))
-    classes = list(classifier.card["classes"])
-    predicted = {"original": classifier.predict(originals, px),
-                 **{m: classifier.predict(repaired[m], px) for m in settings.methods}}  # (features, probabilities)
-    p_orig = predicted["original"][1]
+    classifier = (load_classifier(settings.classifier, device=pick_device(settings.repaint.device))
+                  if settings.classifier else None)
+    agreement = _agreement(classifier, originals, repaired, settings.methods, px)
     rows = []
     for k, m in enumerate(settings.methods):
-        p_rep = predicted[m][1]
-        top1, top2 = topk_agreement(p_orig, p_rep, 1), topk_agreement(p_orig, p_rep, min(2, len(classes)))
         for i, p in enumerate(patches):
             b, hole = holes[i]
             rows.append({"patch": p.patch, "section": p.section, "y0": p.y0, "x0": p.x0, "bin": b,
                          "bin_lo": settings.bins[b][0], "bin_hi": settings.bins[b][1], "method": m,
                          "hole_coverage": float(hole.mean()), "region_coverage": float(regions[i].mean()),
                          **results[k * n + i][1], **({"seconds": ddpm_seconds} if m == DDPM else {}),
-                         "class_original": classes[int(p_orig[i].argmax())],
-                         "class_repaired": classes[int(p_rep[i].argmax())],
-                         "top1_agree": bool(top1[i]), "top2_agree": bool(top2[i]),
+                         **{key: values[i] for key, values in agreement[m].items()},
                          "tiles": extra[m][i].get("tiles", 0), "unrepaired_px": extra[m][i].get("unrepaired_px", 0)})
     per_patch = pd.DataFrame(rows)
-    fcd = pd.DataFrame(_fcd_rows(classifier, originals, {k: v[0] for k, v in predicted.items()}, reference, px,
-                                 settings.perturbations, settings.seed))
+    fcd = pd.DataFrame(_fcd_rows(classifier, originals, agreement["features"], reference, px,
+                                 settings.perturbations, settings.seed) if classifier else [],
+                       columns=["kind", "name", "level", "fcd", "n"])
     summary = report.summary_table(per_patch)
     per_patch.to_csv(out_dir / "patches.tsv", sep="\t", index=False)
     summary.to_csv(out_dir / "summary.tsv", sep="\t", index=False)
@@ -226,9 +243,10 @@ def evaluate(settings: EvaluationSettings, out_dir: Path, progress: bool = True)
         "settings": {**asdict(settings), "tiling": asdict(settings.tiling), "repaint": asdict(settings.repaint)},
         "model": {"name": card["name"], "sha256": card["weights"]["sha256"], "pixel_size_um": px,
                   "tile_size": card["tile_size"]},
-        "classifier": {"name": classifier.card["name"], "sha256": classifier.card["weights"]["sha256"],
-                       "classes": classes, "feature_dim": classifier.card["feature_dim"],
-                       "held_out_accuracy": classifier.card.get("evaluation", {}).get("accuracy")},
+        "classifier": None if classifier is None else {
+            "name": classifier.card["name"], "sha256": classifier.card["weights"]["sha256"],
+            "classes": list(classifier.card["classes"]), "feature_dim": classifier.card["feature_dim"],
+            "held_out_accuracy": classifier.card.get("evaluation", {}).get("accuracy")},
         "patch_px": patch_px, "margin_px": margin_px, "patches": n, "reference_patches": len(reference),
         "sections": sorted({p.section for p in patches}), "ddpm_timing": ddpm_timing,
         "device": str(pick_device(settings.repaint.device)),
@@ -242,9 +260,9 @@ def evaluate(settings: EvaluationSettings, out_dir: Path, progress: bool = True)
     return run
 
 
-def run_from_files(config_files: Sequence[str], out_dir: Path, *, sections: str | None = None,
-                   overrides: Mapping[str, Any] | None = None, progress: bool = True) -> dict[str, Any]:
-    """``cytopaint evaluate``: settings from workflow config files (later files win), then ``overrides``."""
+def settings_from_files(config_files: Sequence[str], *, sections: str | None = None,
+                        overrides: Mapping[str, Any] | None = None) -> EvaluationSettings:
+    """Settings from workflow config files (later files win, block by block), then ``overrides``."""
     import yaml
 
     config: dict[str, Any] = {}
@@ -255,4 +273,10 @@ def run_from_files(config_files: Sequence[str], out_dir: Path, *, sections: str 
                 else value
     for key, value in (overrides or {}).items():
         config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
-    return evaluate(EvaluationSettings.from_config(config, sections), out_dir, progress)
+    return EvaluationSettings.from_config(config, sections)
+
+
+def run_from_files(config_files: Sequence[str], out_dir: Path, *, sections: str | None = None,
+                   overrides: Mapping[str, Any] | None = None, progress: bool = True) -> dict[str, Any]:
+    """``cytopaint evaluate``: settings from workflow config files (later files win), then ``overrides``."""
+    return evaluate(settings_from_files(config_files, sections=sections, overrides=overrides), out_dir, progress)

@@ -26,7 +26,8 @@ def summary_table(per_patch: pd.DataFrame) -> pd.DataFrame:
     mean, sd of e), pooled biases and the classifier's top-1 / top-2 agreement."""
     df = per_patch.assign(density_abs_error=per_patch["density_rel_error"].abs(),
                           size_abs_error=per_patch["size_rel_error"].abs(),
-                          top1=per_patch["top1_agree"].astype(float), top2=per_patch["top2_agree"].astype(float))
+                          top1=pd.to_numeric(per_patch["top1_agree"], errors="coerce").astype(float),
+                          top2=pd.to_numeric(per_patch["top2_agree"], errors="coerce").astype(float))
     stats = summarise(df, _BY, ["density_rel_error", "size_rel_error"])
     extra = df.groupby(_BY, sort=True).agg(
         patches=("patch", "size"), hole_coverage=("hole_coverage", "median"),
@@ -56,7 +57,8 @@ def _per_method(ax: Any, df: pd.DataFrame, col: str, scale: float = 100.0, band:
 
 
 def write_figures(per_patch: pd.DataFrame, fcd: pd.DataFrame, out_dir: Path) -> None:
-    """``cells.png`` (Figure 4), ``agreement.png`` (Figure 5) and ``fcd.png`` (Figure 3) in ``out_dir``."""
+    """``cells.png`` (Figure 4), ``agreement.png`` (Figure 5) and ``fcd.png`` (Figure 3) in ``out_dir``;
+    the last two only when a classifier judged the patches (``fcd`` not empty)."""
     summary = summary_table(per_patch)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
     for ax, stat, title in ((axes[0], "density", "cell density"), (axes[1], "size", "mean cell size")):
@@ -71,6 +73,8 @@ def write_figures(per_patch: pd.DataFrame, fcd: pd.DataFrame, out_dir: Path) -> 
     axes[0].legend(fontsize=8)
     fig.savefig(out_dir / "cells.png", dpi=110)
     plt.close(fig)
+    if fcd.empty:
+        return
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True, sharey=True)
     for ax, k in zip(axes, (1, 2), strict=True):
@@ -140,6 +144,13 @@ def _pm(mean: float, sd: float) -> str:
     return "–" if math.isnan(mean) else f"{mean:+.1%} ± {sd:.1%}" if not math.isnan(sd) else f"{mean:+.1%}"
 
 
+def _classifier_line(card: Mapping[str, Any] | None) -> str:
+    if card is None:
+        return "- no classifier (evaluate.classifier: null): top-1 / top-2 agreement and FCD not measured"
+    return (f"- classifier `{card['name']}` ({len(card['classes'])} areas, {card['feature_dim']}-d features, "
+            f"held-out accuracy {_pct(card['held_out_accuracy'])})")
+
+
 def write_markdown(run: Mapping[str, Any], summary: pd.DataFrame, fcd: pd.DataFrame, path: Path) -> None:
     """A one-page summary: settings, the table per method and bin, FCDs, the figures."""
     s = run["settings"]
@@ -148,8 +159,7 @@ def write_markdown(run: Mapping[str, Any], summary: pd.DataFrame, fcd: pd.DataFr
         "# cytopaint evaluation (Kropp et al., section 3.3 protocol)", "",
         f"- model `{run['model']['name']}` (sha256 {run['model']['sha256'][:12]}…, {run['model']['pixel_size_um']:g} µm/px, "
         f"{run['model']['tile_size']} px tiles); sampler {s['repaint']}",
-        f"- classifier `{run['classifier']['name']}` ({len(run['classifier']['classes'])} areas, "
-        f"{run['classifier']['feature_dim']}-d features, held-out accuracy {_pct(run['classifier']['held_out_accuracy'])})",
+        _classifier_line(run["classifier"]),
         f"- {run['patches']} patches of {run['patch_px']} px ({s['patch_um']:g} µm) from {len(run['sections'])} held-out "
         f"sections in `{s['sections']}`, {s['patches_per_bin']} per coverage bin, {run['reference_patches']} disjoint "
         f"reference patches; repaired region = hole dilated by {run['margin_px']} px; seed {s['seed']}",
@@ -180,6 +190,10 @@ def write_markdown(run: Mapping[str, Any], summary: pd.DataFrame, fcd: pd.DataFr
         name = "reference originals" if r.kind == "reference" else r.name
         level = "" if r.kind != "perturbation" else f"{r.level:g}"
         lines.append(f"| {name} | {level} | {r.fcd:.4g} |")
-    lines += ["", "![cell statistics](cells.png)", "", "![classifier agreement](agreement.png)", "",
-              "![FCD](fcd.png)", "", "![examples](examples.png)", ""]
+    if fcd.empty:
+        lines.append("| (no classifier: not measured) | | |")
+    lines += ["", "![cell statistics](cells.png)", ""]
+    if not fcd.empty:
+        lines += ["![classifier agreement](agreement.png)", "", "![FCD](fcd.png)", ""]
+    lines += ["![examples](examples.png)", ""]
     path.write_text("\n".join(lines))
