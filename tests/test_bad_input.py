@@ -168,7 +168,7 @@ def test_a_batch_that_runs_out_of_gpu_memory_is_sampled_in_halves(tmp_path: Path
     batch = summary["batches"][0]
     assert (plan["batch"] == batch).sum() >= 4
     run_batch(Section.from_plan(summary), plan, batch, [], model, FAST, tmp_path / "whole.npz", progress=False)
-    real, calls = tiles_module.repaint, []
+    real, calls = tiles_module.sample, []
 
     def small_gpu(network, diffusion, known, *args, **kwargs):
         calls.append(known.shape[0])
@@ -176,7 +176,7 @@ def test_a_batch_that_runs_out_of_gpu_memory_is_sampled_in_halves(tmp_path: Path
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
         return real(network, diffusion, known, *args, **kwargs)
 
-    monkeypatch.setattr(tiles_module, "repaint", small_gpu)
+    monkeypatch.setattr(tiles_module, "sample", small_gpu)
     run_batch(Section.from_plan(summary), plan, batch, [], model, FAST, tmp_path / "halves.npz", progress=False)
     assert max(calls) > 2 and calls[-1] <= 2
     from cytopaint.io.batchfile import read_batch
