@@ -100,6 +100,12 @@ def test_a_config_outside_the_schema_is_refused_before_any_job(tmp_path: Path) -
     assert unknown.returncode != 0 and "'jump_lenght' was unexpected" in unknown.stdout + unknown.stderr
     typo = _dry_run(tmp_path, {**config, "reveiw": "data/review.tsv"})
     assert typo.returncode != 0 and "'reveiw' was unexpected" in typo.stdout + typo.stderr
+    method = _dry_run(tmp_path, {**config, "repaint": {**config.get("repaint", {}), "method": "dps"}})
+    assert method.returncode != 0 and "'dps' is not one of" in method.stdout + method.stderr
+    start = _dry_run(tmp_path, {**config, "repaint": {**config.get("repaint", {}), "resample_start": 0}})
+    assert start.returncode != 0 and "resample_start" in start.stdout + start.stderr
+    ddnm = _dry_run(tmp_path, {**config, "repaint": {**config.get("repaint", {}), "method": "ddnm"}})
+    assert ddnm.returncode == 0, ddnm.stderr
     assert not (tmp_path / "results" / "sections").exists()
 
 

@@ -61,11 +61,15 @@ def _compose(section: Path, files: dict[int, Path]) -> tuple[np.ndarray, np.ndar
     return out, owned
 
 
-def test_plan_and_batches_repair_exactly_the_dilated_mask(section: Path, model: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("config", "nfe"), [(FAST, 6 + 1 * 2 * 2),
+                                             (replace(FAST, method="ddnm", resample_start=0.5), 6 + 1 * 2 * 1),
+                                             (replace(FAST, method="diffpir", zeta=0.5), 6 + 1 * 2 * 2)])
+def test_plan_and_batches_repair_exactly_the_dilated_mask(section: Path, model: str, tmp_path: Path,
+                                                          config: RepaintConfig, nfe: int) -> None:
     cfg = TilingConfig(margin_um=2, max_batch=2)
     summary = plan_section(Section("s", str(section), f"{section}#labels/artifacts"), model, cfg, None, tmp_path / "plan")
     assert summary["tile_size"] == 16 and summary["margin_px"] == 2 and summary["batches"]
-    files = _run_all(section, model, tmp_path / "plan", tmp_path / "b")
+    files = _run_all(section, model, tmp_path / "plan", tmp_path / "b", config)
     out, owned = _compose(section, files)
     image = np.asarray(volume.open_level(str(section)))
     mask = np.asarray(volume.open_level(f"{section}#labels/artifacts")) > 0
@@ -74,7 +78,8 @@ def test_plan_and_batches_repair_exactly_the_dilated_mask(section: Path, model: 
     assert np.array_equal(out[~owned], image[~owned])
     assert (out[owned] != image[owned]).mean() > 0.5
     meta = read_batch(files[summary["batches"][0]])[1]
-    assert meta["nfe_per_tile"] == 6 + 1 * 2 * 2 and meta["model"]["sha256"]
+    assert meta["nfe_per_tile"] == nfe and meta["model"]["sha256"]
+    assert meta["sampler"]["method"] == config.method and meta["sampler"]["resample_start"] == config.resample_start
 
 
 def test_tile_results_do_not_depend_on_batching_and_reruns_are_identical(section: Path, model: str,
