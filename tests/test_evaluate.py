@@ -259,6 +259,15 @@ def test_pareto_compares_sampler_settings_on_the_same_patches(tmp_path: Path, st
     with pytest.raises(ValueError, match="folder"):
         run_pareto(settings, {"../x": SamplerSettings(1, 1, 2)}, tmp_path / "q", progress=False)
 
+    # a resumed comparison reuses finished settings and runs a changed one again
+    stamp = (tmp_path / "p" / "ref" / "evaluation.json").stat().st_mtime_ns
+    changed = {**samplers, "ddnm": SamplerSettings(2, 2, 4, method="ddnm")}
+    again = run_pareto(settings, changed, tmp_path / "p", progress=False)
+    assert (tmp_path / "p" / "ref" / "evaluation.json").stat().st_mtime_ns == stamp
+    assert again["nfe"].iat[1] == 6
+    measured = [c for c in table.columns if c != "pareto"]  # the front may move with the changed setting
+    pd.testing.assert_frame_equal(again.drop(index=1)[measured], table.drop(index=1)[measured])
+
 
 def test_compare_marks_the_front_and_the_verdict() -> None:
     from cytopaint.evaluation.pareto import compare

@@ -78,10 +78,23 @@ def compare(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return table
 
 
+def _finished(settings: EvaluationSettings, out: Path) -> dict[str, Any] | None:
+    """The evaluation already in ``out`` if it was made with exactly these settings (a resumed run), else None."""
+    try:
+        run = json.loads((out / "evaluation.json").read_text())
+    except (OSError, ValueError):
+        return None
+    wanted = {**asdict(settings), "tiling": asdict(settings.tiling), "repaint": asdict(settings.repaint)}
+    same = run.get("settings") == json.loads(json.dumps(wanted, default=str))
+    return run if same and all((out / f).is_file() for f in ("patches.tsv", "fcd.tsv")) else None
+
+
 def run_pareto(settings: EvaluationSettings, samplers: dict[str, SamplerSettings], out_dir: Path,
                progress: bool = True) -> pd.DataFrame:
     """Evaluate every sampler setting (the first is the reference) into ``out_dir/NAME/`` and write
-    ``pareto.tsv``, ``pareto.json``, ``pareto.md`` and ``pareto.png`` in ``out_dir``."""
+    ``pareto.tsv``, ``pareto.json``, ``pareto.md`` and ``pareto.png`` in ``out_dir``. A setting whose
+    folder already holds an evaluation with exactly its settings is not run again (an interrupted
+    or extended comparison resumes)."""
     if not samplers:
         raise ValueError("no sampler settings to compare")
     out_dir = Path(out_dir)
@@ -91,7 +104,7 @@ def run_pareto(settings: EvaluationSettings, samplers: dict[str, SamplerSettings
             raise ValueError(f"setting name {name!r} cannot name a folder")
         one = replace(settings, methods=(DDPM,), perturbations=False,
                       repaint=replace(settings.repaint, **asdict(sampler)))
-        run = evaluate(one, out_dir / name, progress)
+        run = _finished(one, out_dir / name) or evaluate(one, out_dir / name, progress)
         runs[name] = run
         rows.append(setting_row(name, sampler, run, pd.read_csv(out_dir / name / "patches.tsv", sep="\t"),
                                 pd.read_csv(out_dir / name / "fcd.tsv", sep="\t")))
