@@ -32,3 +32,18 @@ def test_bench_prints_and_writes_every_setting_beside_the_reference(tmp_path: Pa
                  "--out", str(tmp_path / "c")]) == 0
     timed = pd.read_csv(tmp_path / "c" / "bench.tsv", sep="\t")
     assert timed["timing"].iat[0] == f"first 4 of {expected_nfe(20, 5, 3)} NFE, extrapolated"
+
+
+def test_the_pareto_scripts_settings_parse_and_stay_under_100_nfe() -> None:
+    import re
+    from pathlib import Path
+
+    from cytopaint.diffusion.sampling import SamplerSettings
+
+    script = (Path(__file__).parents[1] / "benchmarks" / "sampler_pareto.sh").read_text()
+    specs = re.findall(r"--sampler (\S+)", script)
+    settings = [(name, SamplerSettings.parse(spec)) for name, _, spec in (s.partition("=") for s in specs)]
+    assert settings[0] == ("reference", SamplerSettings(1, 5, 256)) and settings[0][1].nfe(256) == 1276
+    assert len({n for n, _ in settings}) == len(settings) >= 6
+    assert all(s.nfe(256) <= 100 for _, s in settings[1:])
+    assert {s.method for _, s in settings} == {"repaint", "ddnm", "diffpir"}
