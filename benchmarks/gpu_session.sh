@@ -2,7 +2,7 @@
 # One GPU session, as run on a lent H100 / H200 (results in docs/evaluation/): GPU tests, sampler
 # timings, and the evaluation of the demo model on 1 mm² patches of held-out synthetic sections.
 #
-#   [SKIP_BENCH=1] bash benchmarks/gpu_session.sh OUT_DIR [PATCHES_PER_BIN]
+#   [SKIP_BENCH=1] [SKIP_PARETO=1] [PER_BIN=4] bash benchmarks/gpu_session.sh OUT_DIR [PATCHES_PER_BIN]
 #
 # Uses the machine's python3 with torch; packages it lacks may come as wheels in .whl/ (zarr,
 # dask, jsonschema and their needs). Everything lands in OUT_DIR/gpu_session.tgz and logs beside it.
@@ -35,7 +35,12 @@ log="$out/session.log"
         --device cuda --settings "{\"evaluate\": {\"patches_per_bin\": $per_bin, \"batch_size\": 1024, \"workers\": 14}}" \
         --out /tmp/eval --quiet 2>&1 | tail -20
     rm -rf /tmp/eval/work
+    [ "${SKIP_PARETO:-0}" = 1 ] || {
+        echo "== sampler settings vs the paper's reference (cytopaint pareto), ${PER_BIN:-4} patches per bin"
+        time PY=python3 HELDOUT=/tmp/heldout/sections.tsv timeout 420 bash benchmarks/sampler_pareto.sh gpu /tmp/pareto 2>&1 \
+            | tail -15
+    }
     date -u
 } 2>&1 | tee "$log"
-tar czf "$out/gpu_session.tgz" -C /tmp eval 2>/dev/null
+tar czf "$out/gpu_session.tgz" -C /tmp eval pareto 2>/dev/null
 ls -la "$out"

@@ -33,7 +33,7 @@ case "$mode" in
     out=${2:-docs/samplers/gpu}
     sections=()
     for i in $(seq 0 39); do sections+=("h$i"); done
-    table=$work/heldout/sections.tsv
+    table=${HELDOUT:-$work/heldout/sections.tsv}  # HELDOUT: a sections table already rendered
     [ -f "$table" ] || "$PY" -m cytopaint.cli synth --out "$work/heldout" --sections "${sections[@]}" \
       --shape 1536 2048 --pixel-size 2 --seed 200 --damage 0 --workers "$(nproc)" --quiet
     settings="{\"evaluate\": {\"patches_per_bin\": ${PER_BIN:-4}, \"batch_size\": 1024, \"workers\": 14}}"
