@@ -256,6 +256,7 @@ def test_pareto_compares_sampler_settings_on_the_same_patches(tmp_path: Path, st
         assert (tmp_path / "p" / name).stat().st_size > 0
     text = (tmp_path / "p" / "pareto.md").read_text()
     assert "| ref | repaint |" in text and "too weak" in text  # the tiny classifier's 25% accuracy is said
+    assert "only 2 patches per bin" in text
     with pytest.raises(ValueError, match="folder"):
         run_pareto(settings, {"../x": SamplerSettings(1, 1, 2)}, tmp_path / "q", progress=False)
 
