@@ -145,7 +145,8 @@ def markdown(table: pd.DataFrame, context: dict[str, Any]) -> str:
              f"{context['patches_per_bin']} per coverage bin {context['bins']}; model `{context['model']['name']}` "
              f"({context['model']['sha256'][:12]}…); device {device}; code {context['code_version']}",
              f"- {judge}",
-             f"- the first row is the reference; Δ in percentage points vs the reference; \"meets\" = >= "
+             f"- the first row, `{table['setting'].iat[0]}`, is the reference; Δ in percentage points vs it; "
+             f"\"meets\" = >= "
              f"{NFE_FACTOR:g}x fewer NFE, density and size |e| within {ERROR_POINTS:g} point, agreement within "
              f"{AGREEMENT_POINTS:g}",
              *([f"- **only {context['patches_per_bin']} patches per bin**: one patch moves a median by tens of "
