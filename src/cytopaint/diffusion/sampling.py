@@ -11,7 +11,7 @@ step n -> n-1 respects the known pixels:
   range-null-space correction A^+ y + (I - A^+ A) x0|t, which for a mask A is a paste), and x_{n-1}
   is drawn from the posterior q(x_{n-1} | x_n, corrected x0) with the model's variance.
 - ``diffpir``: DiffPIR (Zhu et al. 2023, Algorithm 1) for noise-free measurements: the data
-  step's closed form (sigma_n = 0) is the same paste, then the DDIM-like step of its eq. 15 with
+  step's closed form (sigma_n = 0) is the same paste, then the DDIM-like step that ends its Algorithm 1, with
   stochasticity ``zeta``.
 
 Resampling is shared: every ``jump_length`` states the walk jumps back up by re-noising
@@ -41,7 +41,7 @@ class SamplerSettings:
     """Sampler settings; ``steps`` respaces the trained process (None: all trained steps).
 
     ``resample_start``: resampling only in stretches of states at or below this fraction of the
-    trajectory (1: everywhere). ``zeta``: DiffPIR's noise share (its other methods ignore it).
+    trajectory (1: everywhere). ``zeta``: DiffPIR's noise share (the other methods ignore it).
     """
 
     jump_length: int = 10
@@ -189,7 +189,7 @@ def _ddnm_step(model: Model, diffusion: GaussianDiffusion, x: torch.Tensor, n: i
 
 def _diffpir_step(model: Model, diffusion: GaussianDiffusion, x: torch.Tensor, n: int, known: torch.Tensor,
                   unknown: torch.Tensor, generators: Sequence[torch.Generator], settings: SamplerSettings) -> torch.Tensor:
-    """DiffPIR: the DDIM-like step of eq. 15 from the corrected x0."""
+    """DiffPIR: the DDIM-like step (its Algorithm 1, last line) from the corrected x0."""
     x0, _, _ = _corrected_x0(model, diffusion, x, n, known, unknown)
     return diffusion.ddim_state_step(x0, x, n, n - 1, settings.zeta, gaussian_noise_like(x, generators))
 
