@@ -297,7 +297,8 @@ class GaussianDiffusion:
 
     def ddim_state_step(self, x0: torch.Tensor, xt: torch.Tensor, n_from: int, n_to: int, zeta: float,
                         noise: torch.Tensor) -> torch.Tensor:
-        """State x_{n_to} from x_{n_from} and an estimate of x0, for any n_to < n_from ([DiffPIR] Algorithm 1, last line).
+        """State x_{n_to} from x_{n_from} and an estimate of x0, for any n_to < n_from ([DiffPIR]
+        Algorithm 1, last line).
 
         The noise that explains x_{n_from} given x0 is eps-hat = (x_n - sqrt(abar_n) x0) / sqrt(1 - abar_n)
         ([Ho] eq. 4 solved for eps); the new state is sqrt(abar_m) x0 + sqrt(1 - abar_m) (sqrt(1 - zeta)

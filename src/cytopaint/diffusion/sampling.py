@@ -11,8 +11,8 @@ step n -> n-1 respects the known pixels:
   range-null-space correction A^+ y + (I - A^+ A) x0|t, which for a mask A is a paste), and x_{n-1}
   is drawn from the posterior q(x_{n-1} | x_n, corrected x0) with the model's variance.
 - ``diffpir``: DiffPIR (Zhu et al. 2023, Algorithm 1) for noise-free measurements: the data
-  step's closed form (sigma_n = 0) is the same paste, then the DDIM-like step that ends its Algorithm 1, with
-  stochasticity ``zeta``.
+  step's closed form (sigma_n = 0) is the same paste, then the DDIM-like step that ends its
+  Algorithm 1, with stochasticity ``zeta``.
 
 Resampling is shared: every ``jump_length`` states the walk jumps back up by re-noising
 (RePaint's resampling, section 4.2; DDNM's "time-travel") and walks down again,
