@@ -4,7 +4,7 @@ write the batch result file (`cytopaint.io.batchfile`)."""
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -23,22 +23,16 @@ from .tiles import finish_tiles, prepare_tiles, sample_tiles
 
 
 @dataclass(frozen=True)
-class RepaintConfig:
-    """The ``repaint`` block of the workflow config."""
+class RepaintConfig(SamplerSettings):
+    """The ``repaint`` block of the workflow config: the sampler settings, checked as they are made,
+    and where and how the job runs."""
 
-    jump_length: int = 10
-    jump_n_sample: int = 10
-    steps: int | None = None
-    method: str = "repaint"
-    resample_start: float = 1.0
-    zeta: float = 1.0
     device: str = "auto"
     normalization: dict[str, Any] | None = None
 
     @property
     def sampler(self) -> SamplerSettings:
-        return SamplerSettings(self.jump_length, self.jump_n_sample, self.steps, self.method,
-                               self.resample_start, self.zeta)
+        return SamplerSettings(**{f.name: getattr(self, f.name) for f in fields(SamplerSettings)})
 
 
 def pick_device(device: str) -> torch.device:
