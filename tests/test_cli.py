@@ -40,3 +40,15 @@ def test_model_info_reads_classifier_packages(tmp_path: Path, capsys) -> None:
     assert main(["model-info", str(tmp_path / "c")]) == 2
     assert "sha256" in capsys.readouterr().err
     assert main(["model-info", "--no-verify", str(tmp_path / "c")]) == 0
+
+
+def test_pareto_refuses_bad_sampler_settings_before_any_work(tmp_path: Path, capsys) -> None:
+    import pytest
+
+    base = ["pareto", "--config", "config/config.yaml", "--sections", str(tmp_path / "none.tsv"),
+            "--out", str(tmp_path / "p")]
+    assert main([*base, "--sampler", "ref=256:1:5,method=dps"]) == 2
+    assert "dps" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="its own NAME"):
+        main([*base, "--sampler", "a=256:1:5", "--sampler", "a=50:5:2"])
+    assert not (tmp_path / "p").exists()
