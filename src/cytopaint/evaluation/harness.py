@@ -127,6 +127,12 @@ def _run_jobs(jobs: list[tuple], workers: int, progress: bool) -> list[tuple[np.
             pool.shutdown()
 
 
+def settings_record(settings: EvaluationSettings) -> dict[str, Any]:
+    """The settings as evaluation.json records them (JSON types)."""
+    record = {**asdict(settings), "tiling": asdict(settings.tiling), "repaint": asdict(settings.repaint)}
+    return json.loads(json.dumps(record, default=str))
+
+
 def _fcd_rows(classifier: PackagedClassifier, originals: np.ndarray, features: dict[str, np.ndarray],
               reference: list[np.ndarray], pixel_size_um: float, perturbations: bool, seed: int) -> list[dict[str, Any]]:
     """FCD vs the originals of: each method's repaired patches, a disjoint reference set of originals,
@@ -240,7 +246,7 @@ def evaluate(settings: EvaluationSettings, out_dir: Path, progress: bool = True)
     summary.to_csv(out_dir / "summary.tsv", sep="\t", index=False)
     fcd.to_csv(out_dir / "fcd.tsv", sep="\t", index=False)
     run = {
-        "settings": {**asdict(settings), "tiling": asdict(settings.tiling), "repaint": asdict(settings.repaint)},
+        "settings": settings_record(settings),
         "model": {"name": card["name"], "sha256": card["weights"]["sha256"], "pixel_size_um": px,
                   "tile_size": card["tile_size"]},
         "classifier": None if classifier is None else {

@@ -28,7 +28,7 @@ import pandas as pd  # noqa: E402
 
 from ..diffusion.sampling import SamplerSettings  # noqa: E402
 from ..io.atomic import write_text  # noqa: E402
-from .harness import DDPM, EvaluationSettings, evaluate  # noqa: E402
+from .harness import DDPM, EvaluationSettings, evaluate, settings_record  # noqa: E402
 from .metrics import pooled_bias  # noqa: E402
 
 #: Fidelity within these many percentage points of the reference counts as equal (issue: 1 and 2 points).
@@ -86,8 +86,7 @@ def _finished(settings: EvaluationSettings, out: Path) -> dict[str, Any] | None:
         run = json.loads((out / "evaluation.json").read_text())
     except (OSError, ValueError):
         return None
-    wanted = {**asdict(settings), "tiling": asdict(settings.tiling), "repaint": asdict(settings.repaint)}
-    same = run.get("settings") == json.loads(json.dumps(wanted, default=str))
+    same = run.get("settings") == settings_record(settings)
     return run if same and all((out / f).is_file() for f in ("patches.tsv", "fcd.tsv")) else None
 
 
