@@ -45,3 +45,4 @@ onsuccess:
 
 onerror:
     report_stack()
+    report_failed_jobs()

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import yaml
 from conftest import make_section
-from test_workflow import snakemake, write_stack
+from test_workflow import REPO, snakemake, write_stack
 
 
 def test_a_section_with_refused_inputs_is_reported_and_the_others_are_repaired(tmp_path: Path) -> None:
@@ -76,3 +78,41 @@ def test_a_config_with_only_sections_results_and_model_runs_that_stack(tmp_path:
     out = snakemake(tmp_path, "-n")
     assert "synth_demo" not in out.stdout and "wildcards: section=s0" in out.stdout
     assert "demo_a" not in out.stdout
+
+
+def test_a_section_whose_blend_fails_is_reported_and_the_others_are_repaired(tmp_path: Path) -> None:
+    write_stack(tmp_path, sections=("s0",))
+    data = tmp_path / "data"
+    make_section(data / "bad.ome.zarr", (96, 96), holes=[(4, 4, 6, 6)])
+    chunk = data / "bad.ome.zarr" / "0" / "c" / "2" / "2"  # far from the artifact: planning never reads it
+    chunk.write_bytes(chunk.read_bytes()[:20])
+    table = data / "sections.tsv"
+    table.write_text(table.read_text() + "bad\tbad.ome.zarr\tbad.ome.zarr#labels/artifacts\n")
+
+    out = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory",
+                          str(tmp_path), "--configfile", str(tmp_path / "config.yaml"), "--cores", "2",
+                          "--keep-going"], capture_output=True, text=True, timeout=600)
+    assert out.returncode != 0  # the run did fail, and says so
+    results = tmp_path / "results"
+    assert (results / "sections" / "s0" / "manifest.json").is_file()
+    bad = results / "sections" / "bad"
+    assert (bad / "batches").is_dir() and not (bad / "blend.json").exists() and not (bad / "repaired.ome.zarr").exists()
+    assert "1 of 2 sections FAILED after planning" in out.stderr
+    assert re.search(r"bad: blend: .*bad\.ome\.zarr/0: chunk 'c/2/2' of array '0' cannot be read", out.stderr)
+
+    summary = pd.read_csv(results / "qc" / "summary.tsv", sep="\t", keep_default_na=False).set_index("section")
+    assert summary["status"].to_dict() == {"s0": "repaired", "bad": "failed"}
+    assert summary.loc["bad", "error"].startswith("blend: ") and "c/2/2" in summary.loc["bad", "error"]
+    assert summary.loc["bad", "report"] == "../logs/blend/bad.log"
+    assert summary.loc["s0", "tiles_repaired"] > 0
+    page = (results / "qc" / "index.html").read_text()
+    assert "1 section(s) failed and were not repaired" in page and "c/2/2" in page
+
+    # the store mended, the same command finishes the stack: the summary is the workflow's own again
+    shutil.rmtree(data / "bad.ome.zarr")
+    make_section(data / "bad.ome.zarr", (96, 96), holes=[(4, 4, 6, 6)])
+    snakemake(tmp_path, "--keep-going")
+    assert (bad / "manifest.json").is_file()
+    summary = pd.read_csv(results / "qc" / "summary.tsv", sep="\t", keep_default_na=False)
+    assert set(summary["status"]) == {"repaired"} and len(summary) == 2
+    assert (results / "logs" / "qc_summary.log").is_file()

@@ -59,7 +59,7 @@ def test_stack_summary_table_links_and_page(tmp_path: Path) -> None:
     paths = [write_summary(results, s, _summary(fake_metrics(rng, 5, flagged=f))) for s, f in
              (("B0001", 0), ("B0002", 3), ("B0003", 1))]
     done = write_stack_summary(paths, results / "qc", progress=False)
-    assert done == {"sections": 3, "flagged_sections": 2}
+    assert done == {"sections": 3, "flagged_sections": 2, "failed_sections": 0}
     table = pd.read_csv(results / "qc" / "summary.tsv", sep="\t", keep_default_na=False)
     assert list(table.columns) == [c[0] for c in COLUMNS] and table["section"].tolist() == ["B0001", "B0002", "B0003"]
     assert table["report"].tolist() == [f"../sections/B000{i}/qc/report.html" for i in (1, 2, 3)]

@@ -18,6 +18,8 @@ from cytopaint.io.sections import check_store, read_sections
 from cytopaint.io.volume import metadata_file
 from cytopaint.models import package as modelpkg
 from cytopaint.paths import StackPaths
+from cytopaint.qc.outcome import JobFailure, job_failure
+from cytopaint.qc.summary import write_stack_summary
 
 validate(config, "../schemas/config.schema.yaml")
 
@@ -155,6 +157,55 @@ def report_stack() -> None:
             f"repaired (see plan/plan.json of each, and the QC reports):{tiles}",
             file=sys.stderr,
         )
+
+
+def _whole_stack_run() -> bool:
+    """Whether this run was asked for the whole stack (the default target), not for single files."""
+    targets = set(workflow.dag_settings.targets)
+    return not targets or bool(targets & {"all", STACK.qc_index})
+
+
+def report_failed_jobs() -> None:
+    """After a failed run: name on the console each planned section a job of which failed, and why.
+
+    With ``--keep-going`` the other sections are repaired, but the stack summary (rule qc_summary)
+    waits for every section; for a whole-stack run it is then written here, with those sections
+    listed as failed (the reason, a link to the failed job's log) and the others as they are.
+    """
+    path = Path(STACK.plan_index_json)
+    if not path.is_file():
+        return  # planning did not finish: its own error says why
+    index = json.loads(path.read_text())
+    if any(s not in index["sections"] and s not in index["failed"] for s in SECTIONS):
+        return  # an index of an earlier, different stack
+    outcomes: list[str | JobFailure] = []
+    failures: list[JobFailure] = []
+    for s in SECTIONS:
+        files = STACK.section(s)
+        if s in index["failed"]:
+            outcomes.append(files.plan_settings)
+            continue
+        failure = job_failure(files, index["sections"][s], through_manifest=True)
+        if failure:
+            failures.append(failure)
+        outcomes.append(
+            failure if failure and failure.stage != "manifest" else files.qc_summary
+        )
+    if not failures:
+        return
+    unsummarized = any(isinstance(o, JobFailure) for o in outcomes)
+    where = ""
+    if unsummarized and _whole_stack_run():
+        write_stack_summary(outcomes, Path(STACK.qc_index).parent, progress=False)
+        where = f"; they are listed in {STACK.qc_index}"
+    print(
+        f"cytopaint: {len(failures)} of {len(SECTIONS)} sections FAILED after planning (a job of theirs "
+        f"failed){where}; fix the cause and run the same command again:"
+        + _listing(
+            [f"{f.section}: {f.stage}: {f.error} (log: {f.log})" for f in failures]
+        ),
+        file=sys.stderr,
+    )
 
 
 _LOCK: list[int] = []

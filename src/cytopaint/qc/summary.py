@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from cytopaint.io.atomic import atomic_path, write_text
 
 from .metrics import QCSettings
+from .outcome import JobFailure
 from .templating import asset, fill
 
 # per-tile metric histograms: (low, high, bins, title); values outside land in the end bins
@@ -122,12 +123,11 @@ def section_row(summary: dict[str, Any], report_link: str) -> dict[str, Any]:
             "status": "repaired", "error": ""}
 
 
-def failed_row(plan_info: dict[str, Any], plan_link: str) -> dict[str, Any]:
-    """The row of a section whose inputs were refused (its ``plan.json`` with ``failed``): nothing repaired."""
-    return {**dict.fromkeys(k for k, _, _ in COLUMNS), "section": plan_info["section"], "tiles_repaired": 0,
+def failed_row(section: str, stage: str, error: str, link: str) -> dict[str, Any]:
+    """The row of a section that was not repaired: it failed at ``stage`` (``link``: its plan or the job's log)."""
+    return {**dict.fromkeys(k for k, _, _ in COLUMNS), "section": section, "tiles_repaired": 0,
             "flagged_tiles": 0, "tiles_unrepaired": 0, "repaired_um2": 0.0, "regenerated": 0, "accepted": 0,
-            "flags": "", "report": plan_link, "status": "failed",
-            "error": f"{plan_info['failed']['stage']}: {plan_info['failed']['error']}"}
+            "flags": "", "report": link, "status": "failed", "error": f"{stage}: {error}"}
 
 
 # ------------------------------------------------------------------------------ plots
@@ -224,7 +224,7 @@ def render_index(rows: list[dict[str, Any]], figures: list[tuple[str, str]], lim
                         "</div>" for k, v in stats)
     failures = "" if not failed else (
         f'<div class="failed"><b>{len(failed):,} section(s) failed and were not repaired</b> (their inputs were '
-        "refused; fix them and run again):<ul>" + "".join(
+        "refused, or a job of theirs failed; fix the cause and run again):<ul>" + "".join(
             f'<li><a href="{html.escape(r["report"])}">{html.escape(r["section"])}</a>: {html.escape(r["error"])}</li>'
             for r in failed[:200]) + ("<li>…</li>" if len(failed) > 200 else "") + "</ul></div>")
     figs = "".join(f'<figure><img src="{uri}" alt="{html.escape(t)}"><figcaption>{html.escape(t)}</figcaption>'
@@ -233,27 +233,31 @@ def render_index(rows: list[dict[str, Any]], figures: list[tuple[str, str]], lim
                 generated=html.escape(generated), stats=stat_html, failures=failures, figures=figs, data=payload)
 
 
-def write_stack_summary(summary_paths: Sequence[str | os.PathLike[str]], out_dir: Path, *,
+def write_stack_summary(outcomes: Sequence[str | os.PathLike[str] | JobFailure], out_dir: Path, *,
                         progress: bool = True) -> dict[str, Any]:
-    """Read the sections' ``summary.json`` files (in stack order); write ``summary.tsv`` and ``index.html``.
+    """Write ``summary.tsv`` and ``index.html`` from each section's outcome, in stack order.
 
-    A section whose inputs were refused at planning is given by its ``plan.json`` (with ``failed``)
-    instead: it is listed as failed, with the reason, and counts nothing repaired.
+    An outcome is the section's ``qc/summary.json``, or, for a section whose inputs were refused at
+    planning, its ``plan.json`` (with ``failed``), or, for a section a later job of which failed
+    (the workflow's ``onerror``), a `JobFailure`; the failed ones are listed with the reason, link
+    their plan or the failed job's log, and count nothing repaired.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, limits = [], None
     hist = {k: np.zeros(n, dtype=np.int64) for k, (_, _, n, _) in HISTOGRAMS.items()}
-    for path in tqdm(summary_paths, desc="qc summary", unit="section", disable=not progress):
-        path = Path(path)
+    for outcome in tqdm(outcomes, desc="qc summary", unit="section", disable=not progress):
+        if isinstance(outcome, JobFailure):
+            rows.append(failed_row(outcome.section, outcome.stage, outcome.error, _link(outcome.log, out_dir)))
+            continue
+        path = Path(outcome)
         if not path.is_file():
             raise FileNotFoundError(f"section QC summary {path} does not exist")
         s = json.loads(path.read_text())
         if "failed" in s:
-            rows.append(failed_row(s, Path(os.path.relpath(path, out_dir)).as_posix()))
+            rows.append(failed_row(s["section"], s["failed"]["stage"], s["failed"]["error"], _link(path, out_dir)))
             continue
-        link = Path(os.path.relpath(path.parent / s["report"], out_dir)).as_posix()
-        rows.append(section_row(s, link))
+        rows.append(section_row(s, _link(path.parent / s["report"], out_dir)))
         for k in hist:
             hist[k] += np.asarray(s["histograms"][k], dtype=np.int64)
         limits = limits or s["settings"]["thresholds"]
@@ -267,4 +271,10 @@ def write_stack_summary(summary_paths: Sequence[str | os.PathLike[str]], out_dir
     page = render_index(clean, plots(clean, hist, metric_limits), table_limits,
                         datetime.now(timezone.utc).isoformat(timespec="seconds"))
     write_text(out_dir / "index.html", page)
-    return {"sections": len(rows), "flagged_sections": sum(1 for r in rows if r["flagged_tiles"])}
+    return {"sections": len(rows), "flagged_sections": sum(1 for r in rows if r["flagged_tiles"]),
+            "failed_sections": sum(1 for r in rows if r["status"] == "failed")}
+
+
+def _link(path: str | os.PathLike[str], out_dir: Path) -> str:
+    """``path`` relative to the page's folder, as a URL path."""
+    return Path(os.path.relpath(path, out_dir)).as_posix()
