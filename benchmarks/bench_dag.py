@@ -2,9 +2,10 @@
 
     python benchmarks/bench_dag.py [--sections 7404] [--batches 3]
 
-Two figures: the DAG before planning (plan jobs + the plan_index checkpoint) and the DAG after
+Three figures: the DAG before planning (plan jobs + the plan_index checkpoint), the DAG after
 planning (every section planned with ``--batches`` batches: repaint + blend jobs resolved through
-the checkpoint). Stores and plans are empty placeholders; nothing is executed.
+the checkpoint), and after planning the DAG of one section's manifest (a single-section rerun).
+Stores and plans are empty placeholders; nothing is executed.
 """
 
 from __future__ import annotations
@@ -42,11 +43,11 @@ def fake_plan(section: str, batches: int) -> tuple[str, dict]:
     return "\t".join(PLAN_COLUMNS) + "\n" + "\n".join(rows) + "\n", summary
 
 
-def dry_run(work: Path) -> tuple[float, int]:
+def dry_run(work: Path, *targets: str) -> tuple[float, int]:
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(work),
-                          "--configfile", str(work / "config.yaml"), "-n", "--cores", "1", "--quiet", "rules"],
-                         capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "snakemake", *targets, "-s", str(REPO / "Snakefile"),
+                          "--directory", str(work), "--configfile", str(work / "config.yaml"), "-n", "--cores", "1",
+                          "--quiet", "rules"], capture_output=True, text=True)
     if out.returncode:
         raise SystemExit((out.stdout + out.stderr)[-3000:])
     totals = [line.split()[-1] for line in (out.stdout + out.stderr).splitlines() if line.startswith("total")]
@@ -69,8 +70,8 @@ def main() -> None:
             "section\timage\tmask\n" + "".join(f"{s}\t{s}.ome.zarr\t{s}.ome.zarr#labels/artifacts\n" for s in ids))
         modelpkg.save(work / "model", UNet(TINY_64), name="bench", diffusion=DiffusionConfig(), pixel_size_um=2.0,
                       training={"command": "", "data": [], "seed": 0, "code_version": ""})
-        (work / "config.yaml").write_text(yaml.safe_dump({"sections": "data/sections.tsv", "model": str(work / "model"),
-                                                          "demo": {"enabled": False}}))
+        (work / "config.yaml").write_text(yaml.safe_dump({"sections": "data/sections.tsv",
+                                                          "model": str(work / "model")}))
         before, jobs_before = dry_run(work)
         for s in ids:
             plan_dir = work / "results" / "sections" / s / "plan"
@@ -82,9 +83,11 @@ def main() -> None:
         write_index(sorted(results.glob("sections/*/plan/plan.json")), results / "plan" / "index.tsv",
                     results / "plan" / "index.json")  # the checkpoint's outputs, as a real run writes them
         after, jobs_after = dry_run(work)
+        one, jobs_one = dry_run(work, f"results/sections/{ids[0]}/manifest.json")
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"{args.sections} sections: dry-run before planning {before:.1f} s ({jobs_before} jobs), "
-          f"after planning {after:.1f} s ({jobs_after} jobs, {args.batches} batches per section); "
+          f"after planning {after:.1f} s ({jobs_after} jobs, {args.batches} batches per section), "
+          f"one section's manifest after planning {one:.1f} s ({jobs_one} jobs); "
           f"peak RSS {peak:.0f} MiB")
 
 
