@@ -19,7 +19,6 @@ from cytopaint.io.volume import metadata_file
 from cytopaint.models import package as modelpkg
 from cytopaint.paths import StackPaths
 from cytopaint.qc.outcome import JobFailure, job_failure
-from cytopaint.qc.summary import write_stack_summary
 
 validate(config, "../schemas/config.schema.yaml")
 
@@ -196,6 +195,9 @@ def report_failed_jobs() -> None:
     unsummarized = any(isinstance(o, JobFailure) for o in outcomes)
     where = ""
     if unsummarized and _whole_stack_run():
+        # imported here: it brings scipy and matplotlib, which the DAG does not need
+        from cytopaint.qc.summary import write_stack_summary
+
         write_stack_summary(outcomes, Path(STACK.qc_index).parent, progress=False)
         where = f"; they are listed in {STACK.qc_index}"
     print(
