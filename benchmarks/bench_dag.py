@@ -55,6 +55,34 @@ def dry_run(work: Path, *targets: str) -> tuple[float, int]:
     return time.perf_counter() - start, jobs
 
 
+def write_stack(work: Path, sections: int) -> list[str]:
+    """A sections table of ``sections`` empty placeholder stores, a model and a config; returns the ids."""
+    (work / "data").mkdir(parents=True)
+    ids = [f"B{i:05d}" for i in range(sections)]
+    for s in ids:
+        (work / "data" / f"{s}.ome.zarr").mkdir()
+    (work / "data" / "sections.tsv").write_text(
+        "section\timage\tmask\n" + "".join(f"{s}\t{s}.ome.zarr\t{s}.ome.zarr#labels/artifacts\n" for s in ids))
+    modelpkg.save(work / "model", UNet(TINY_64), name="bench", diffusion=DiffusionConfig(), pixel_size_um=2.0,
+                  training={"command": "", "data": [], "seed": 0, "code_version": ""})
+    (work / "config.yaml").write_text(yaml.safe_dump({"sections": "data/sections.tsv",
+                                                      "model": str(work / "model")}))
+    return ids
+
+
+def write_plans(work: Path, ids: list[str], batches: int) -> None:
+    """Every section planned with ``batches`` batches, and the planning index, as a real run writes them."""
+    for s in ids:
+        plan_dir = work / "results" / "sections" / s / "plan"
+        plan_dir.mkdir(parents=True)
+        tiles, summary = fake_plan(s, batches)
+        (plan_dir / "tiles.tsv").write_text(tiles)
+        (plan_dir / "plan.json").write_text(json.dumps(summary))
+    results = work / "results"
+    write_index(sorted(results.glob("sections/*/plan/plan.json")), results / "plan" / "index.tsv",
+                results / "plan" / "index.json")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sections", type=int, default=7404)
@@ -62,26 +90,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        (work / "data").mkdir()
-        ids = [f"B{i:05d}" for i in range(args.sections)]
-        for s in ids:
-            (work / "data" / f"{s}.ome.zarr").mkdir()
-        (work / "data" / "sections.tsv").write_text(
-            "section\timage\tmask\n" + "".join(f"{s}\t{s}.ome.zarr\t{s}.ome.zarr#labels/artifacts\n" for s in ids))
-        modelpkg.save(work / "model", UNet(TINY_64), name="bench", diffusion=DiffusionConfig(), pixel_size_um=2.0,
-                      training={"command": "", "data": [], "seed": 0, "code_version": ""})
-        (work / "config.yaml").write_text(yaml.safe_dump({"sections": "data/sections.tsv",
-                                                          "model": str(work / "model")}))
+        ids = write_stack(work, args.sections)
         before, jobs_before = dry_run(work)
-        for s in ids:
-            plan_dir = work / "results" / "sections" / s / "plan"
-            plan_dir.mkdir(parents=True)
-            tiles, summary = fake_plan(s, args.batches)
-            (plan_dir / "tiles.tsv").write_text(tiles)
-            (plan_dir / "plan.json").write_text(json.dumps(summary))
-        results = work / "results"
-        write_index(sorted(results.glob("sections/*/plan/plan.json")), results / "plan" / "index.tsv",
-                    results / "plan" / "index.json")  # the checkpoint's outputs, as a real run writes them
+        write_plans(work, ids, args.batches)
         after, jobs_after = dry_run(work)
         one, jobs_one = dry_run(work, f"results/sections/{ids[0]}/manifest.json")
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024

@@ -10,6 +10,7 @@ profile's cluster resources (a GPU, 16 GB).
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import signal
@@ -186,3 +187,18 @@ def test_smoke_workflow_through_slurm(slurm_cluster, tmp_path, routing, record_p
     if "blend" in recs:
         assert [r["slurm_job_id"] for r in recs["blend"]["inputs"]] == [job_ids["repaint_S1"],
                                                                         job_ids["repaint_S2"]]
+
+
+def test_the_slurm_profile_submits_a_sections_cpu_stages_as_one_job(tmp_path):
+    """With profiles/slurm, blend, qc and manifest of a planned section form one group job (a dry run)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from bench_dag import write_plans, write_stack
+
+    ids = write_stack(tmp_path, 2)
+    write_plans(tmp_path, ids, batches=2)
+    env = _env(os.environ, tmp_path)
+    out, _ = _run([SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--configfile", "config.yaml", "--profile",
+                   str(SLURM_PROFILE), "--dry-run"], tmp_path, env, timeout=120)
+    groups = re.findall(r"Group job finish \(jobs in lexicogr\. order\):", out)
+    assert len(groups) == len(ids), out[-3000:]
+    assert out.count("rule repaint:") == 2 * len(ids)  # the GPU jobs stay one per batch
