@@ -222,3 +222,18 @@ def test_a_full_disk_fails_cleanly_and_a_rerun_succeeds(tmp_path: Path, model: s
     receipt = blend_section(str(section), None, files, out)
     assert level0_digest(section) == input_digest  # the input was never written
     assert receipt["sha256_level0"] == level0_digest(out)
+
+
+def test_gpu_jobs_sized_by_run_time_get_the_samplers_nfe_and_a_half_setting_is_refused(tmp_path: Path) -> None:
+    write_stack(tmp_path, sections=("s0",))
+    config = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    config["tiling"].update(job_minutes=30, seconds_per_nfe=0.03)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    out = _run(tmp_path, "-n", "-p")
+    nfe = RepaintConfig(**config["repaint"]).nfe(20)  # the test model's 20 diffusion steps
+    assert out.returncode == 0 and f"--nfe {nfe} --record-failure" in out.stdout, out.stderr[-3000:]
+
+    del config["tiling"]["seconds_per_nfe"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    out = _run(tmp_path, "-n")
+    assert out.returncode != 0 and "config: tiling.job_minutes and tiling.seconds_per_nfe go together" in out.stdout

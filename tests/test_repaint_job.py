@@ -84,11 +84,31 @@ def test_plan_and_batches_repair_exactly_the_dilated_mask(section: Path, model: 
 
 def test_tile_results_do_not_depend_on_batching_and_reruns_are_identical(section: Path, model: str,
                                                                         tmp_path: Path) -> None:
-    for name, max_batch in (("a", 8), ("b", 1), ("c", 1)):
+    runs = (("a", 8, FAST), ("b", 1, FAST), ("c", 1, FAST), ("d", 8, replace(FAST, gpu_batch=1)))
+    for name, max_batch, _ in runs:
         plan_section(Section("s", str(section), f"{section}#labels/artifacts"), model,
                      TilingConfig(margin_um=2, max_batch=max_batch), None, tmp_path / name / "plan")
-    outs = [_compose(section, _run_all(section, model, tmp_path / n / "plan", tmp_path / n / "b"))[0] for n in "abc"]
-    assert np.array_equal(outs[0], outs[1]) and np.array_equal(outs[1], outs[2])
+    outs = [_compose(section, _run_all(section, model, tmp_path / n / "plan", tmp_path / n / "b", cfg))[0]
+            for n, _, cfg in runs]
+    assert all(np.array_equal(outs[0], o) for o in outs[1:])  # also when a job samples its tiles one by one
+
+
+def test_gpu_jobs_are_sized_by_expected_run_time(section: Path, model: str, tmp_path: Path) -> None:
+    # 10 NFE per tile at 0.5 s each: 5 s a tile, so a 15 s job takes 3 tiles
+    cfg = TilingConfig(margin_um=2, max_batch=1, job_minutes=0.25, seconds_per_nfe=0.5)
+    assert cfg.tiles_per_batch(10) == 3 and cfg.tiles_per_batch(1000) == 1
+    summary = plan_section(Section("s", str(section), f"{section}#labels/artifacts"), model, cfg, None,
+                           tmp_path / "plan", nfe_per_tile=10)
+    plan, _ = read_plan_dir(tmp_path / "plan")
+    sizes = plan[plan["batch"] >= 0].groupby("batch").size()
+    assert sizes.max() == 3 and len(plan) > 3  # max_batch=1 is overridden
+    assert summary["batching"] == {"tiles_per_batch": 3, "nfe_per_tile": 10, "expected_minutes_per_batch": 0.25}
+    with pytest.raises(ValueError, match="needs the sampler's network evaluations"):
+        cfg.tiles_per_batch(None)
+    with pytest.raises(ValueError, match="go together"):
+        TilingConfig(job_minutes=40)
+    with pytest.raises(ValueError, match="gpu_batch must be >= 1"):
+        replace(FAST, gpu_batch=0)
 
 
 def test_another_global_seed_changes_the_result(section: Path, model: str, tmp_path: Path) -> None:

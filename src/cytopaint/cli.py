@@ -75,7 +75,7 @@ def _plan(args: argparse.Namespace) -> int:
     try:
         summary = plan_section(section, args.model, TilingConfig(**json.loads(args.tiling)),
                                json.loads(args.normalization) if args.normalization else None, Path(args.out_dir),
-                               review=read_review(args.review) if args.review else None)
+                               review=read_review(args.review) if args.review else None, nfe_per_tile=args.nfe)
     except ModelPackageError:
         raise  # the model is every section's: no section can go on
     except (ValueError, OSError) as err:
@@ -314,6 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--normalization", help="JSON {input_range: [lo, hi]} for images the model card does not cover")
     p.add_argument("--out-dir", required=True, help="plan directory (tiles.tsv, plan.json)")
     p.add_argument("--review", help="review table (TSV: section, tile, decision, note): rejected tiles get new seeds")
+    p.add_argument("--nfe", type=int, help="network evaluations per tile of the sampler: sizes the batches by run "
+                   "time when the tiling block sets job_minutes")
     p.add_argument("--record-failure", action="store_true",
                    help="a section whose inputs are refused is recorded as failed in plan.json (exit 0) instead of "
                         "failing, so that the rest of the stack goes on (the workflow does this)")

@@ -18,7 +18,9 @@ from cytopaint.io.sections import check_store, read_sections
 from cytopaint.io.volume import metadata_file
 from cytopaint.models import package as modelpkg
 from cytopaint.paths import StackPaths
+from cytopaint.plan.stage import TilingConfig
 from cytopaint.qc.outcome import JobFailure, job_failure
+from cytopaint.repaint.stage import RepaintConfig
 
 validate(config, "../schemas/config.schema.yaml")
 
@@ -87,7 +89,22 @@ def store_metadata(wildcards) -> list[str]:
     return [p for p in (metadata_file(row["image"]), metadata_file(row["mask"])) if p]
 
 
-modelpkg.read_card(config["model"])  # a bad model card fails here, before any job
+# a bad model card fails here, before any job, and so do a bad tiling or repaint block (values
+# that go together, sampler settings)
+MODEL_CARD_JSON = modelpkg.read_card(config["model"])
+try:
+    TILING = TilingConfig(**config["tiling"])
+    NFE_PER_TILE = RepaintConfig(**config["repaint"]).nfe(
+        MODEL_CARD_JSON["diffusion"]["steps"]
+    )
+except ValueError as err:
+    raise WorkflowError(f"config: {err}") from None
+
+
+def nfe_arg() -> str:
+    """``--nfe`` for the plan job when its batches are sized by run time (else nothing: the plans of
+    a stack that does not size by time stay as they are when the sampler changes)."""
+    return f"--nfe {NFE_PER_TILE}" if TILING.job_minutes is not None else ""
 
 
 def every_section(path: str) -> list[str]:

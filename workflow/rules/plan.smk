@@ -52,9 +52,10 @@ rule plan:
         review=lambda wildcards: review_table.section_params(REVIEW, wildcards.section),
         review_arg=f"--review {shlex.quote(REVIEW_TSV)}" if REVIEW_TSV else "",
         retry=retry_token,
+        nfe=nfe_arg(),
     shell:
         "cytopaint plan --sections {input.sections:q} --section {wildcards.section} --model {params.model:q}"
-        " --tiling {params.tiling:q} {params.normalization} {params.review_arg} --record-failure"
+        " --tiling {params.tiling:q} {params.normalization} {params.review_arg} {params.nfe} --record-failure"
         " --out-dir {params.out:q} 2> {log:q}"
 
 

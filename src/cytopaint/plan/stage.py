@@ -45,6 +45,32 @@ class TilingConfig:
     min_known_floor: float | None = None
     max_batch: int = 8
     seed: int = 0
+    job_minutes: float | None = None
+    seconds_per_nfe: float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.job_minutes is None) != (self.seconds_per_nfe is None):
+            raise ValueError("tiling.job_minutes and tiling.seconds_per_nfe go together: the GPU job length to aim "
+                             "at, and the seconds per network evaluation per tile on that GPU (cytopaint bench)")
+        for name in ("job_minutes", "seconds_per_nfe"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"tiling.{name} must be > 0, got {value}")
+
+    def tiles_per_batch(self, nfe_per_tile: int | None) -> int:
+        """Tiles of one GPU job: ``max_batch``, or, with ``job_minutes`` set, as many as take about that
+        long at ``nfe_per_tile`` network evaluations of ``seconds_per_nfe`` each (at least one)."""
+        if self.job_minutes is None:
+            return self.max_batch
+        if nfe_per_tile is None or nfe_per_tile < 1:
+            raise ValueError("tiling.job_minutes needs the sampler's network evaluations per tile")
+        return max(1, int(self.job_minutes * 60 // (nfe_per_tile * self.seconds_per_nfe)))
+
+    def expected_minutes(self, tiles: int, nfe_per_tile: int | None) -> float | None:
+        """GPU minutes of a job of ``tiles`` tiles, when ``seconds_per_nfe`` is known (network time only)."""
+        if self.seconds_per_nfe is None or nfe_per_tile is None:
+            return None
+        return tiles * nfe_per_tile * self.seconds_per_nfe / 60
 
 
 def planning_mask(section: Section, core_size: int) -> tuple[AnyPooled, tuple[int, int]]:
@@ -89,7 +115,7 @@ def check_context(section: Section, plan: pd.DataFrame, max_width: int = 8192) -
 
 
 def plan_section(section: Section, model_ref: str, config: TilingConfig, normalization: dict[str, Any] | None,
-                 out_dir: Path, review: ReviewTable | None = None) -> dict[str, Any]:
+                 out_dir: Path, review: ReviewTable | None = None, nfe_per_tile: int | None = None) -> dict[str, Any]:
     """Validate a section's inputs against the model and write its plan.
 
     Parameters
@@ -107,6 +133,9 @@ def plan_section(section: Section, model_ref: str, config: TilingConfig, normali
     review
         The review table: tiles rejected there get the seed of their review round
         (`cytopaint.plan.review.apply_review`).
+    nfe_per_tile
+        Network evaluations per tile of the configured sampler: with ``config.job_minutes``, the
+        batches (GPU jobs) are sized by expected run time (`TilingConfig.tiles_per_batch`).
 
     Returns
     -------
@@ -129,9 +158,10 @@ def plan_section(section: Section, model_ref: str, config: TilingConfig, normali
     core = max(1, int(round(tile * config.core_fraction)))
     margin_px = int(math.ceil(config.margin_um / model_px))
     mask, factor = planning_mask(section, core)
+    per_batch = config.tiles_per_batch(nfe_per_tile)
     plan = plan_tiles(mask, factor=factor, shape=info.plane_shape, tile_size=tile, section=section.id,
                       seed=config.seed, core_size=core, margin_px=margin_px, min_known=config.min_known,
-                      min_known_floor=config.min_known_floor, max_batch=config.max_batch)
+                      min_known_floor=config.min_known_floor, max_batch=per_batch)
     plan, review_record = apply_review(plan, review, section.id, config.seed)
     check_context(section, plan)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -147,6 +177,8 @@ def plan_section(section: Section, model_ref: str, config: TilingConfig, normali
         "batches": sorted(int(b) for b in np.unique(plan.loc[plan["batch"] >= 0, "batch"])),
         "insufficient_context": {"tiles": short["tile"].tolist(),
                                  "pixels_upper_bound": int(short["n_owned"].sum())},
+        "batching": {"tiles_per_batch": per_batch, "nfe_per_tile": nfe_per_tile,
+                     "expected_minutes_per_batch": config.expected_minutes(per_batch, nfe_per_tile)},
         "review": review_record,
     }
     write_text(out_dir / PLAN_SETTINGS, json.dumps(summary, indent=2) + "\n")

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -28,7 +29,13 @@ class RepaintConfig(SamplerSettings):
     and where and how the job runs."""
 
     device: str = "auto"
+    gpu_batch: int = 8
     normalization: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.gpu_batch < 1:
+            raise ValueError(f"repaint.gpu_batch must be >= 1, got {self.gpu_batch}")
 
     @property
     def sampler(self) -> SamplerSettings:
@@ -77,7 +84,11 @@ def run_batch(section: Section, plan: pd.DataFrame, batch: int, earlier_batch_fi
     earlier = [t for f in earlier_batch_files for t in read_batch(f)[0]]
     inputs = prepare_tiles(section, Owners(plan), tiles, earlier, model.tile_size, norm)
     sampling = JobClock()
-    generated, nfe = sample_tiles(model, inputs, config.sampler, device, progress, f"{section.id} batch {batch}")
+    groups = range(0, len(inputs), config.gpu_batch)  # sampler calls; each tile has its own seed
+    parts = [sample_tiles(model, inputs[i:i + config.gpu_batch], config.sampler, device, progress,
+                          f"{section.id} batch {batch}" + (f" ({k + 1}/{len(groups)})" if len(groups) > 1 else ""))
+             for k, i in enumerate(groups)]
+    generated, nfe = np.concatenate([g for g, _ in parts]), parts[0][1]
     sample_seconds = sampling.seconds()
     job = clock.record()
     meta = {
