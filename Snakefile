@@ -17,6 +17,7 @@ include: "workflow/rules/repaint.smk"
 include: "workflow/rules/blend.smk"
 include: "workflow/rules/qc.smk"
 include: "workflow/rules/provenance.smk"
+include: "workflow/rules/stack.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 
@@ -33,6 +34,7 @@ rule all:
     input:
         repaired_sections,
         STACK.qc_index,
+        [STACK.stack_receipt] if ONE_STACK else [],
 
 
 onstart:

@@ -214,6 +214,30 @@ def _blend(args: argparse.Namespace) -> int:
     return 0
 
 
+def _assemble(args: argparse.Namespace) -> int:
+    import shutil
+    from pathlib import Path
+
+    from .blend.assemble import assemble_stack
+    from .io.atomic import write_text
+
+    planes: dict[int, str] = {}
+    for path in args.receipts:
+        receipt = json.loads(Path(path).read_text())
+        if receipt.get("z") is None or Path(receipt["input"]).resolve() != Path(args.stack).resolve():
+            raise ValueError(f"{path}: not a plane of {args.stack} (input {receipt['input']}, z {receipt.get('z')})")
+        if receipt["z"] in planes:
+            raise ValueError(f"{path}: plane z={receipt['z']} is repaired twice ({planes[receipt['z']]})")
+        planes[int(receipt["z"])] = receipt["output"]
+    out = Path(args.out)
+    if out.exists() and args.replace:
+        shutil.rmtree(out)
+    done = assemble_stack(args.stack, planes, out, progress=not args.quiet)
+    write_text(args.receipt, json.dumps(done, indent=2) + "\n")
+    print(f"{len(planes)} repaired and {len(done['copied_planes'])} unchanged planes -> {out}", file=sys.stderr)
+    return 0
+
+
 def _qc(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -406,6 +430,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_manifest)
+
+    p = sub.add_parser("assemble", help="one repaired 3-D stack from the repaired planes of a stack (rule "
+                       "assemble_stack)")
+    p.add_argument("--stack", required=True, help="the input 3-D OME-Zarr stack")
+    p.add_argument("--receipts", nargs="*", default=[], help="blend receipts (blend.json) of the repaired planes")
+    p.add_argument("--out", required=True, help="the repaired stack to write")
+    p.add_argument("--receipt", required=True, help="JSON receipt to write")
+    p.add_argument("--replace", action="store_true", help="remove an existing output first (the workflow does)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_assemble)
 
     p = sub.add_parser("summary", help="stack summary: results/qc/index.html and summary.tsv (rule qc_summary)")
     p.add_argument("summaries", nargs="*", help="the sections' qc/summary.json, in stack order")

@@ -11,7 +11,8 @@ Per section, under ``<results>/sections/<id>/``::
 
 For the stack: ``model/verified.json`` (rule verify_model), ``plan/index.tsv`` and
 ``plan/index.json`` (checkpoint plan_index),
-``qc/index.html`` and ``qc/summary.tsv`` (rule qc_summary), ``logs/<rule>/...``.
+``qc/index.html`` and ``qc/summary.tsv`` (rule qc_summary), ``stack/repaired.ome.zarr`` and
+``stack/assemble.json`` (rule assemble_stack, for the planes of one 3-D stack), ``logs/<rule>/...``.
 A section id may be a Snakemake wildcard (``"{section}"``): the paths are then rule patterns.
 """
 
@@ -115,6 +116,15 @@ class StackPaths:
     def lock(self) -> str:
         """Held by the running snakemake process: a second run on the same results folder is refused."""
         return f"{self.results}/.cytopaint.lock"
+
+    @property
+    def stack_repaired(self) -> str:
+        """The repaired 3-D stack, when the sections are planes of one stack (rule assemble_stack)."""
+        return f"{self.results}/stack/repaired.ome.zarr"
+
+    @property
+    def stack_receipt(self) -> str:
+        return f"{self.results}/stack/assemble.json"
 
     @property
     def qc_index(self) -> str:

@@ -61,6 +61,12 @@ def _sections_table():
 
 TABLE = _sections_table()
 SECTIONS = list(config["demo"]["sections"]) if DEMO else TABLE.index.tolist()
+# the 3-D stack whose planes all sections are (rule assemble_stack puts them back together)
+ONE_STACK = (
+    TABLE["image"].iloc[0]
+    if TABLE is not None and (TABLE["z"] != "").all() and TABLE["image"].nunique() == 1
+    else None
+)
 
 
 @lru_cache(maxsize=1)
@@ -129,6 +135,12 @@ def repaired_sections(wildcards) -> list[str]:
     """Every section's manifest, but for the sections whose planning failed."""
     failed = plan_index()["failed"]
     return [STACK.section(s).manifest for s in SECTIONS if s not in failed]
+
+
+def repaired_receipts(wildcards) -> list[str]:
+    """The blend receipts of every section but those whose planning failed."""
+    failed = plan_index()["failed"]
+    return [STACK.section(s).receipt for s in SECTIONS if s not in failed]
 
 
 def section_outcomes(wildcards) -> list[str]:
