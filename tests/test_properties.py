@@ -77,3 +77,22 @@ def test_blending_changes_only_owned_pixels_and_the_same_batches_give_the_same_b
             outs.append((receipt["sha256_level0"], {p.relative_to(out): p.read_bytes() for p in out.rglob("*")
                                                     if p.is_file()}))
         assert outs[0] == outs[1]
+
+
+@FAST
+@given(mask=masks(), ky=st.integers(1, 4), kx=st.integers(1, 4), band_px=st.integers(1, 200),
+       y0=st.integers(0, 5), x0=st.integers(0, 5))
+def test_any_pooling_in_bands_equals_pooling_at_once(mask, ky, kx, band_px, y0, x0) -> None:
+    from cytopaint import morphology
+
+    ny, nx = -(-mask.shape[0] // ky), -(-mask.shape[1] // kx)
+    padded = np.zeros((ny * ky, nx * kx), dtype=bool)
+    padded[: mask.shape[0], : mask.shape[1]] = mask
+    expected = padded.reshape(ny, ky, nx, kx).any(axis=(1, 3))[y0:, x0:]
+    saved = morphology._BAND_PX
+    morphology._BAND_PX = band_px  # a few output rows per read, as a full-resolution mask of 10^10 px gets
+    try:
+        got = AnyPooled(da.from_array(mask, chunks=7), (ky, kx))[y0:, x0:]
+    finally:
+        morphology._BAND_PX = saved
+    assert np.array_equal(got, expected)

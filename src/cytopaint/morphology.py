@@ -81,13 +81,17 @@ def components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return labels.astype(np.int32, copy=False), np.array(boxes, dtype=np.int64).reshape(n, 4)
 
 
+_BAND_PX = 1 << 26  # mask pixels AnyPooled reads at once: a few times this in bytes, whatever the mask
+
+
 class AnyPooled:
     """A coarser view of a 2-D mask: pixel (i, j) is True where any mask pixel of block (i, j) is nonzero.
 
     Blocks are ``ky`` x ``kx`` mask pixels (those at the far edges hold what is there), so the view is
     a conservative summary of the mask, whatever the mask's own pyramid does. It is lazy: slicing it
     with plain ``[y0:y1, x0:x1]`` reads just the mask rows and columns under those blocks, from
-    numpy, zarr or dask alike.
+    numpy, zarr or dask alike, in bands of rows, so that pooling a whole full-resolution mask holds
+    a band of it at a time.
     """
 
     def __init__(self, mask: np.ndarray | da.Array, factor: Factor) -> None:
@@ -107,8 +111,14 @@ class AnyPooled:
         if ys != 1 or xs != 1:
             raise ValueError("AnyPooled takes plain slices with step 1")
         y1, x1 = max(y1, y0), max(x1, x0)
-        fine = np.asarray(self.mask[y0 * self.ky : y1 * self.ky, x0 * self.kx : x1 * self.kx]) != 0
         h, w = y1 - y0, x1 - x0
-        padded = np.zeros((h * self.ky, w * self.kx), dtype=bool)
-        padded[: fine.shape[0], : fine.shape[1]] = fine
-        return padded.reshape(h, self.ky, w, self.kx).any(axis=(1, 3))
+        out = np.zeros((h, w), dtype=bool)
+        band = max(1, _BAND_PX // max(1, w * self.kx * self.ky))  # output rows pooled per read
+        for b0 in range(0, h, band):
+            b1 = min(b0 + band, h)
+            fine = np.asarray(self.mask[(y0 + b0) * self.ky : (y0 + b1) * self.ky,
+                                        x0 * self.kx : x1 * self.kx]) != 0
+            padded = np.zeros(((b1 - b0) * self.ky, w * self.kx), dtype=bool)
+            padded[: fine.shape[0], : fine.shape[1]] = fine
+            out[b0:b1] = padded.reshape(b1 - b0, self.ky, w, self.kx).any(axis=(1, 3))
+        return out
