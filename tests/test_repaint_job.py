@@ -177,3 +177,24 @@ def test_known_pixels_of_the_batch_file_equal_the_context(section: Path, model: 
         for t in read_batch(f)[0]:
             h, w = t.owned.shape
             assert np.array_equal(t.pixels[~t.owned], image[t.y0:t.y0 + h, t.x0:t.x0 + w][~t.owned]) or t.meta["wave"]
+
+
+def test_a_later_job_reads_only_the_earlier_tiles_that_meet_its_windows(tmp_path: Path, model: str) -> None:
+    from cytopaint.geometry import Box
+    from cytopaint.io.batchfile import read_tiles_meeting
+
+    section = make_section(tmp_path / "big.ome.zarr", (64, 64), holes=[(12, 12, 40, 40)])
+    plan_section(Section("big", str(section), f"{section}#labels/artifacts"), model,
+                 TilingConfig(margin_um=0, min_known=0.2, max_batch=64), None, tmp_path / "plan")
+    files = _run_all(section, model, tmp_path / "plan", tmp_path / "b")
+    tiles = read_batch(files[0])[0]
+    assert len(tiles) > 1
+    probe = Box.of_size(tiles[0].y0, tiles[0].x0, 1, 1)  # one pixel of the first tile's window
+    near = read_tiles_meeting(files[0], [probe])
+    assert {t.tile for t in near} == {t.tile for t in tiles if t.box.meets(probe)}
+    assert 0 < len(near) < len(tiles)
+    whole = {t.tile: t for t in tiles}
+    for t in near:
+        assert np.array_equal(t.pixels, whole[t.tile].pixels) and np.array_equal(t.owned, whole[t.tile].owned)
+        assert (t.y0, t.x0, t.meta) == (whole[t.tile].y0, whole[t.tile].x0, whole[t.tile].meta)
+    assert read_tiles_meeting(files[0], [Box.of_size(200, 200, 4, 4)]) == []

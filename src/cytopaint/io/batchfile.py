@@ -6,8 +6,8 @@ and ``T.owned`` (bool, the pixels this tile generated), plus ``meta``: a JSON st
 batch's metadata (sampler, device, timings) and, under ``tiles``, per tile its window origin
 ``y0``, ``x0``, seed, wave, NFE and owned pixel count.
 
-`read_batch` reads a whole batch (the repaint jobs of later waves use all of it). `BatchFile`
-reads member by member: the metadata, one tile's owned mask, its pixels' header or only their
+`read_batch` reads a whole batch; `read_tiles_meeting` only its tiles whose windows meet given
+boxes (what a repaint job of a later wave needs for context). `BatchFile` reads member by member: the metadata, one tile's owned mask, its pixels' header or only their
 first rows (blend and provenance, which must not hold whole batches in memory; numpy's own npz
 reader is also slow for this).
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -89,6 +90,18 @@ def read_batch(path: str | os.PathLike[str]) -> tuple[list[TileResult], dict[str
                             {k: v for k, v in m.items() if k not in ("y0", "x0")})
                  for tile, m in meta.pop("tiles").items()]
     return tiles, meta
+
+
+def read_tiles_meeting(path: str | os.PathLike[str], boxes: Sequence[Box]) -> list[TileResult]:
+    """The tiles of a batch file whose windows meet any of ``boxes`` (the others are not read)."""
+    with BatchFile(path) as batch:
+        found = []
+        for tile, m in batch.meta()["tiles"].items():
+            box = Box.of_size(int(m["y0"]), int(m["x0"]), *batch.pixels_header(tile)[0])
+            if any(box.meets(b) for b in boxes):
+                found.append(TileResult(tile, box.y0, box.x0, batch.pixels(tile), batch.owned(tile),
+                                        {k: v for k, v in m.items() if k not in ("y0", "x0")}))
+    return found
 
 
 def _npy_header(fh: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:

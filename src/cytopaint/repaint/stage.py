@@ -13,10 +13,10 @@ import pandas as pd
 import torch
 
 from cytopaint.diffusion.sampling import SamplerSettings
-from cytopaint.io.batchfile import read_batch, write_batch
+from cytopaint.io.batchfile import read_tiles_meeting, write_batch
 from cytopaint.models import package as modelpkg
 from cytopaint.models.normalization import normalization_for
-from cytopaint.plan.ownership import Owners
+from cytopaint.plan.ownership import Owners, window_box
 from cytopaint.plan.section import Section
 from cytopaint.runtime import JobClock, device_record
 
@@ -81,7 +81,8 @@ def run_batch(section: Section, plan: pd.DataFrame, batch: int, earlier_batch_fi
     device = pick_device(config.device)
     model = modelpkg.load(model_ref, device=device)
     norm = normalization_for(section.info.dtype, model.normalization, config.normalization)
-    earlier = [t for f in earlier_batch_files for t in read_batch(f)[0]]
+    windows = [window_box(t) for t in tiles.itertuples(index=False)]
+    earlier = [t for f in earlier_batch_files for t in read_tiles_meeting(f, windows)]  # only what gives context
     inputs = prepare_tiles(section, Owners(plan), tiles, earlier, model.tile_size, norm)
     sampling = JobClock()
     groups = range(0, len(inputs), config.gpu_batch)  # sampler calls; each tile has its own seed
