@@ -285,8 +285,9 @@ def earlier_batch_files(wildcards) -> list[str]:
 
 
 def as_json(block: dict) -> str:
-    """A config block as compact JSON, for a rule's params (quote it in the shell with ``:q``)."""
-    return json.dumps(block, separators=(",", ":"))
+    """A config block as compact JSON, for a rule's params (quote it in the shell with ``:q``), its
+    keys sorted: the same settings in another order in a config file rerun nothing."""
+    return json.dumps(block, separators=(",", ":"), sort_keys=True)
 
 
 def batch_fingerprint(wildcards) -> str:
