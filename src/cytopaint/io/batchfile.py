@@ -7,9 +7,10 @@ batch's metadata (sampler, device, timings) and, under ``tiles``, per tile its w
 ``y0``, ``x0``, seed, wave, NFE and owned pixel count.
 
 `read_batch` reads a whole batch; `read_tiles_meeting` only its tiles whose windows meet given
-boxes (what a repaint job of a later wave needs for context). `BatchFile` reads member by member: the metadata, one tile's owned mask, its pixels' header or only their
-first rows (blend and provenance, which must not hold whole batches in memory; numpy's own npz
-reader is also slow for this).
+boxes (what a repaint job of a later wave needs for context). `BatchFile` reads member by member:
+the metadata, one tile's owned mask, its pixels' header or only their first rows (blend and
+provenance, which must not hold whole batches in memory; numpy's own npz reader is also slow for
+this).
 """
 
 from __future__ import annotations
