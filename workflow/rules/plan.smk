@@ -42,7 +42,7 @@ rule plan:
         CONDA_ENV
     params:
         model=config["model"],
-        out=SECTION.plan_dir,
+        out=lambda wildcards, output: str(Path(output.tiles).parent),
         tiling=as_json(config["tiling"]),
         normalization=(
             f"--normalization {shlex.quote(as_json(config['repaint']['normalization']))}"

@@ -18,7 +18,7 @@ rule manifest:
     conda:
         CONDA_ENV
     params:
-        plan_dir=SECTION.plan_dir,
+        plan_dir=lambda wildcards, input: str(Path(input.plan).parent),
         config=json.dumps(config, sort_keys=True),
     shell:
         "printf '%s' {params.config:q} | cytopaint manifest --sections {input.sections:q}"

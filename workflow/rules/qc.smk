@@ -17,8 +17,8 @@ rule qc:
     conda:
         CONDA_ENV
     params:
-        plan_dir=SECTION.plan_dir,
-        out_dir=SECTION.qc_dir,
+        plan_dir=lambda wildcards, input: str(Path(input.plan).parent),
+        out_dir=lambda wildcards, output: str(Path(output.metrics).parent),
         qc=as_json(config.get("qc") or {}),
     shell:
         "cytopaint qc --sections {input.sections:q} --section {wildcards.section} --plan-dir {params.plan_dir:q}"

@@ -19,7 +19,7 @@ rule repaint:
         CONDA_ENV
     params:
         model=config["model"],
-        plan_dir=SECTION.plan_dir,
+        plan_dir=lambda wildcards, input: str(Path(input.plan).parent),
         repaint=as_json(config["repaint"]),
         tiles=batch_fingerprint,
     shell:
