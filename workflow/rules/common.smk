@@ -131,16 +131,20 @@ def planned(section: str) -> dict:
     return plan_index()["sections"].get(section, {})
 
 
+def _planned_sections() -> list[str]:
+    """The sections, in stack order, but for those whose planning failed."""
+    failed = plan_index()["failed"]
+    return [s for s in SECTIONS if s not in failed]
+
+
 def repaired_sections(wildcards) -> list[str]:
     """Every section's manifest, but for the sections whose planning failed."""
-    failed = plan_index()["failed"]
-    return [STACK.section(s).manifest for s in SECTIONS if s not in failed]
+    return [STACK.section(s).manifest for s in _planned_sections()]
 
 
 def repaired_receipts(wildcards) -> list[str]:
     """The blend receipts of every section but those whose planning failed."""
-    failed = plan_index()["failed"]
-    return [STACK.section(s).receipt for s in SECTIONS if s not in failed]
+    return [STACK.section(s).receipt for s in _planned_sections()]
 
 
 def section_outcomes(wildcards) -> list[str]:

@@ -37,11 +37,8 @@ def _copy_plane(src: zarr.Array, lead: tuple[int, ...], dst: zarr.Array, z: int,
 
 def _levels(ref: str, mode: str = "r") -> list[zarr.Array]:
     """The level arrays of an image (or ``store#labels/NAME``), opened read-only (or in ``mode``)."""
-    info = volume.read_info(ref)
-    store, sub = volume.split_ref(ref)
-    group = zarr.open_group(store, mode=mode)
-    if sub:
-        group = group[sub]
+    group = volume.open_group(ref, mode)
+    info, _ = volume.read_multiscale(group, ref)
     return [group[p] for p in info.level_paths]
 
 
