@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
 import re
 import shutil
 from pathlib import Path
@@ -25,6 +26,9 @@ from cytopaint.cli import main
 from cytopaint.diffusion.gaussian import DiffusionConfig
 from cytopaint.diffusion.unet import UNet
 from cytopaint.plan.stage import TilingConfig, plan_section, read_plan_dir
+from cytopaint.geometry import Box
+from cytopaint.plan.ownership import core_box
+from cytopaint.qc.measure import DETECTION_CONTEXT_UM, SectionWindows, measure_tile
 from cytopaint.qc.metrics import METRIC_COLUMNS, QCSettings
 from cytopaint.qc.stage import qc_section
 from cytopaint.plan.ownership import batch_dependencies
@@ -175,3 +179,27 @@ def test_cli_qc_and_its_errors(built: dict, tmp_path: Path, capsys) -> None:
     assert "section 'nope' is not in" in capsys.readouterr().err
     assert main([*args, "--section", "s0", "--qc", '{"seam": 2}']) == 2
     assert "unknown qc setting" in capsys.readouterr().err
+
+
+def test_tiles_are_measured_on_a_window_around_the_pixels_they_own(built: dict, monkeypatch) -> None:
+    """The window is the bounding box of the tile's repaired pixels in its core, widened by the ring and the
+    detector's context (not the whole core): a crystal in a large core costs a window of its own size."""
+    sec = SectionWindows(Section(built["section"], built["image"], built["mask"]), str(built["out"] / "repaired.ome.zarr"))
+    repaired = volume.read_region(sec.label_ref, 0, 0, *sec.info.plane_shape) > 0
+    settings = QCSettings()
+    pad = math.ceil((settings.ring_gap_um + settings.ring_width_um + DETECTION_CONTEXT_UM) / sec.ps)
+    seen: list[Box] = []
+    measured = SectionWindows.tile_arrays
+    monkeypatch.setattr(SectionWindows, "tile_arrays", lambda self, tile, box: seen.append(box) or measured(self, tile, box))
+    smaller = 0
+    for tile in read_plan(built["out"] / "plan" / "tiles.tsv").itertuples(index=False):
+        core = core_box(tile)
+        ys, xs = np.nonzero(repaired[core.slices()])
+        owned = Box(core.y0 + ys.min(), core.x0 + xs.min(), core.y0 + ys.max() + 1, core.x0 + xs.max() + 1) if len(ys) else core
+        assert sec.owned_box(tile) == owned
+        smaller += owned != core
+        seen.clear()
+        measure_tile(sec, tile, settings)
+        y1, x1 = sec.info.plane_shape
+        assert seen[0] == Box(max(owned.y0 - pad, 0), max(owned.x0 - pad, 0), min(owned.y1 + pad, y1), min(owned.x1 + pad, x1))
+    assert smaller  # some tile owns less than its core, so the window differs from the core's

@@ -1,8 +1,9 @@
 """Measuring a repaired section's tiles: the rows of ``metrics.tsv``.
 
 Every planned tile is measured (`cytopaint.qc.metrics`) on the input and the repaired store,
-reading a window around the tile's core (the pixels a tile owns are ``labels/repaired`` inside
-its core). ``metrics.tsv`` has one row per tile: plan identity, review status, the metrics, a
+reading a window around the pixels the tile owns (``labels/repaired`` inside its core): their
+bounding box, widened by the ring and the detector's context. A crystal in a large core is thus
+measured on a window of its own size, not the core's. ``metrics.tsv`` has one row per tile: plan identity, review status, the metrics, a
 severity (largest metric/limit ratio) and the flags with their reasons.
 """
 
@@ -29,9 +30,8 @@ DETECTION_CONTEXT_UM = 20.0  # image read beyond the ring, so that cells at its 
 ID_COLUMNS = ("section", "tile", "row", "col", "wave", "batch", "seed", "status", "review", "review_round")
 
 
-def _core_window(tile: Any, pad: int, plane: tuple[int, int]) -> Box:
-    core = core_box(tile)
-    return Box(max(core.y0 - pad, 0), max(core.x0 - pad, 0), min(core.y1 + pad, plane[0]), min(core.x1 + pad, plane[1]))
+def _padded(box: Box, pad: int, plane: tuple[int, int]) -> Box:
+    return Box(max(box.y0 - pad, 0), max(box.x0 - pad, 0), min(box.y1 + pad, plane[0]), min(box.x1 + pad, plane[1]))
 
 
 class SectionWindows:
@@ -62,15 +62,25 @@ class SectionWindows:
         a["owned"] = a["repaired"] & core
         return a
 
+    def owned_box(self, tile: Any) -> Box:
+        """The bounding box of the pixels the tile owns (its core when it owns none)."""
+        core = core_box(tile)
+        ys, xs = np.nonzero(volume.read_region(self.label_ref, *core.size))
+        if not len(ys):
+            return core
+        return Box(core.y0 + int(ys.min()), core.x0 + int(xs.min()), core.y0 + int(ys.max()) + 1,
+                   core.x0 + int(xs.max()) + 1)
+
 
 def measure_tile(sec: SectionWindows, tile: Any, settings: QCSettings) -> dict[str, float]:
-    """Metrics of one plan row, on a window around its core that holds the ring and its cells."""
+    """Metrics of one plan row, on a window around its owned pixels that holds the ring and its cells."""
     if tile.status == STATUS_INSUFFICIENT:
         return {**dict.fromkeys(METRIC_COLUMNS, math.nan), "repaired_px": 0, "repaired_um2": 0.0}
+    owned = sec.owned_box(tile)
 
     def measure(width_um: float) -> dict[str, float]:
         pad = math.ceil((settings.ring_gap_um + width_um + DETECTION_CONTEXT_UM) / sec.ps)
-        a = sec.tile_arrays(tile, _core_window(tile, pad, sec.info.plane_shape))
+        a = sec.tile_arrays(tile, _padded(owned, pad, sec.info.plane_shape))
         return tile_metrics(a["before"], a["after"], a["owned"], a["repaired"], a["artifact"], sec.ps, settings)
 
     m = measure(settings.ring_width_um)
