@@ -26,6 +26,7 @@ localrules:
     all,
     verify_model,
     plan_index,
+    section_plan,
     qc_summary,
 
 

@@ -71,7 +71,10 @@ def write_stack(work: Path, sections: int) -> list[str]:
 
 
 def write_plans(work: Path, ids: list[str], batches: int) -> None:
-    """Every section planned with ``batches`` batches, and the planning index, as a real run writes them."""
+    """Every section planned with ``batches`` batches, and the planning indexes, as a real run writes them."""
+    verified = work / "results" / "model" / "verified.json"  # the model's check, made before the plans
+    verified.parent.mkdir(parents=True)
+    verified.write_text("{}\n")
     for s in ids:
         plan_dir = work / "results" / "sections" / s / "plan"
         plan_dir.mkdir(parents=True)
@@ -80,7 +83,7 @@ def write_plans(work: Path, ids: list[str], batches: int) -> None:
         (plan_dir / "plan.json").write_text(json.dumps(summary))
     results = work / "results"
     write_index(sorted(results.glob("sections/*/plan/plan.json")), results / "plan" / "index.tsv",
-                results / "plan" / "index.json")
+                results / "plan" / "index.json", beside=True)
 
 
 def main() -> None:

@@ -41,6 +41,12 @@ def test_a_section_with_refused_inputs_is_reported_and_the_others_are_repaired(t
     assert summary.loc["s0", "status"] == "repaired" and summary.loc["s0", "tiles_repaired"] > 0
     page = (results / "qc" / "index.html").read_text()
     assert "1 section(s) failed and were not repaired" in page and "extent" in page
+    # asked for alone, the failed section stops the run with the reason
+    alone = subprocess.run([sys.executable, "-m", "snakemake", "results/sections/bad/manifest.json", "-s",
+                            str(REPO / "Snakefile"), "--directory", str(tmp_path), "--configfile",
+                            str(tmp_path / "config.yaml"), "--cores", "1"], capture_output=True, text=True, timeout=600)
+    assert alone.returncode != 0
+    assert re.search(r"section bad was not planned: .*extent", alone.stdout + alone.stderr), alone.stderr[-2000:]
 
     # once the section is fixed, the next run repairs it and leaves the others as they are
     manifests = {s: (results / "sections" / s / "manifest.json").stat().st_mtime_ns for s in ("s0", "s1")}

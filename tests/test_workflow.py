@@ -133,6 +133,20 @@ def test_rerun_of_one_section_leaves_the_others_untouched(stack: Path) -> None:
     assert _checksum(before) == _checksum(after)  # deterministic: the same pixels again
 
 
+def test_a_section_replanned_alone_is_indexed_on_its_own(stack: Path) -> None:
+    """Its DAG holds its own plan and index (checkpoint section_plan), not the stack's index or the others' plans."""
+    results = stack / "results"
+    untouched = {p: tree_digest(p) for p in (results / "plan", results / "sections" / "s0", results / "sections" / "s2")}
+    before = _checksum((results / "sections" / "s1" / "blend.json").read_text())
+    out = snakemake(stack, "results/sections/s1/manifest.json", "--forcerun", "plan")
+    log = out.stdout + out.stderr
+    assert "checkpoint section_plan:" in log and "checkpoint plan_index:" not in log
+    assert log.count("rule plan:") == 1
+    for path, digest in untouched.items():
+        assert tree_digest(path) == digest
+    assert _checksum((results / "sections" / "s1" / "blend.json").read_text()) == before
+
+
 def test_rerun_after_a_killed_job_equals_an_uninterrupted_run(stack: Path) -> None:
     results = stack / "results" / "sections" / "s2"
     before = _checksum((results / "blend.json").read_text())

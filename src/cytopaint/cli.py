@@ -114,7 +114,7 @@ def _plan_index(args: argparse.Namespace) -> int:
 
     from .plan.stage import write_index
 
-    write_index([Path(p) for p in args.summaries], Path(args.out), Path(args.out_json))
+    write_index([Path(p) for p in args.summaries], Path(args.out), Path(args.out_json), beside=args.beside)
     return 0
 
 
@@ -369,6 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("summaries", nargs="*", help="plan.json files")
     p.add_argument("--out", required=True, help="index TSV (a row per section)")
     p.add_argument("--out-json", required=True, help="batches, dependencies and fingerprints of every section")
+    p.add_argument("--beside", action="store_true",
+                   help="also each section's own index beside its plan.json (for runs that target single sections)")
     p.set_defaults(func=_plan_index)
 
     p = sub.add_parser("synth", help="write synthetic cortex sections with artifacts and ground truth as OME-Zarr")

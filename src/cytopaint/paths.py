@@ -4,6 +4,8 @@ and the package.
 Per section, under ``<results>/sections/<id>/``::
 
     plan/tiles.tsv  plan/plan.json     the plan (rule plan)
+    plan/index.tsv  plan/index.json    its planning index, in runs that target single sections
+                                       (checkpoint section_plan)
     batches/batch_<k>.npz              one result per repaint batch (rule repaint)
     repaired.ome.zarr  blend.json      the repaired section and its receipt (rule blend)
     qc/metrics.tsv  qc/summary.json  qc/report.html                       (rule qc)
@@ -22,6 +24,8 @@ from dataclasses import dataclass
 
 PLAN_TABLE = "tiles.tsv"
 PLAN_SETTINGS = "plan.json"
+PLAN_INDEX = "index.tsv"
+PLAN_INDEX_JSON = "index.json"
 QC_METRICS = "metrics.tsv"
 QC_SUMMARY = "summary.json"
 QC_REPORT = "report.html"
@@ -52,6 +56,14 @@ class SectionPaths:
     @property
     def plan_settings(self) -> str:
         return f"{self.plan_dir}/{PLAN_SETTINGS}"
+
+    @property
+    def plan_index(self) -> str:
+        return f"{self.plan_dir}/{PLAN_INDEX}"
+
+    @property
+    def plan_index_json(self) -> str:
+        return f"{self.plan_dir}/{PLAN_INDEX_JSON}"
 
     def batch(self, batch: int | str) -> str:
         """The result file of one repaint batch."""

@@ -52,7 +52,9 @@ def _sections_table():
     if DEMO:
         return None
     table = read_sections(SECTIONS_TSV, base=Path(SECTIONS_TSV).resolve().parent)
-    validate(table.drop(columns=[]), "../schemas/sections.schema.yaml")
+    validate(
+        table, "../schemas/sections.schema.yaml", set_default=False
+    )  # it has no defaults
     for row in table.itertuples():
         for ref, what in ((row.image, "image"), (row.mask, "mask")):
             check_store(ref, f"section {row.section} ({SECTIONS_TSV}): {what}")
@@ -70,13 +72,35 @@ ONE_STACK = (
 
 
 @lru_cache(maxsize=1)
+def target_sections() -> frozenset[str] | None:
+    """The sections whose files are this run's only targets (a single-section rerun), else None.
+
+    Such a run takes their batches from each section's own planning index (checkpoint
+    section_plan), not from the stack's (checkpoint plan_index, which waits for the plans of all
+    sections): its DAG then holds those sections' jobs alone. (Known once the DAG is built.)
+    """
+    prefix = os.path.join(os.path.abspath(RESULTS), "sections", "")
+    found = set()
+    for target in workflow.dag_settings.targets:
+        path = os.path.abspath(target)
+        section = path[len(prefix) :].split(os.sep)[0]
+        if not path.startswith(prefix) or section not in SECTIONS:
+            return None
+        found.add(section)
+    return frozenset(found) or None
+
+
+@lru_cache(maxsize=1)
 def _failed_before() -> frozenset[str]:
-    """Sections whose planning failed in an earlier run (from the last planning index)."""
-    path = Path(STACK.plan_index_json)
-    return (
-        frozenset(json.loads(path.read_text())["failed"])
+    """Sections whose planning failed in an earlier run (from the last planning indexes)."""
+    paths = [STACK.plan_index_json] + [
+        STACK.section(s).plan_index_json for s in sorted(target_sections() or ())
+    ]
+    return frozenset(
+        s
+        for path in map(Path, paths)
         if path.is_file()
-        else frozenset()
+        for s in json.loads(path.read_text())["failed"]
     )
 
 
@@ -126,9 +150,24 @@ def plan_index() -> dict:
     return _read_index(path, Path(path).stat().st_mtime_ns)
 
 
+def section_index(section: str) -> dict:
+    """The planning index this run takes a section's batches from: the stack's, or in a run that
+    targets single sections, the section's own."""
+    if target_sections() is None:
+        return plan_index()
+    path = checkpoints.section_plan.get(section=section).output.json
+    return _read_index(path, Path(path).stat().st_mtime_ns)
+
+
 def planned(section: str) -> dict:
-    """The batches of a planned section (none for a failed one)."""
-    return plan_index()["sections"].get(section, {})
+    """The batches of a planned section (none for a failed one; a run that targets the files of a
+    section whose planning failed stops, with the reason)."""
+    index = section_index(section)
+    if target_sections() is not None and section in index["failed"]:
+        raise WorkflowError(
+            f"section {section} was not planned: {index['failed'][section]}"
+        )
+    return index["sections"].get(section, {})
 
 
 def _planned_sections() -> list[str]:
@@ -204,15 +243,25 @@ def report_failed_jobs() -> None:
     waits for every section; for a whole-stack run it is then written here, with those sections
     listed as failed (the reason, a link to the failed job's log) and the others as they are.
     """
-    path = Path(STACK.plan_index_json)
-    if not path.is_file():
+    only = target_sections()
+    sections = SECTIONS if only is None else sorted(only)
+    paths = [
+        Path(
+            STACK.plan_index_json if only is None else STACK.section(s).plan_index_json
+        )
+        for s in sections
+    ]
+    if not all(path.is_file() for path in paths):
         return  # planning did not finish: its own error says why
-    index = json.loads(path.read_text())
-    if any(s not in index["sections"] and s not in index["failed"] for s in SECTIONS):
+    index = {"sections": {}, "failed": {}}
+    for path in set(paths):
+        for key, value in json.loads(path.read_text()).items():
+            index[key].update(value)
+    if any(s not in index["sections"] and s not in index["failed"] for s in sections):
         return  # an index of an earlier, different stack
     outcomes: list[str | JobFailure] = []
     failures: list[JobFailure] = []
-    for s in SECTIONS:
+    for s in sections:
         files = STACK.section(s)
         if s in index["failed"]:
             outcomes.append(files.plan_settings)
@@ -234,7 +283,7 @@ def report_failed_jobs() -> None:
         write_stack_summary(outcomes, Path(STACK.qc_index).parent, progress=False)
         where = f"; they are listed in {STACK.qc_index}"
     print(
-        f"cytopaint: {len(failures)} of {len(SECTIONS)} sections FAILED after planning (a job of theirs "
+        f"cytopaint: {len(failures)} of {len(sections)} sections FAILED after planning (a job of theirs "
         f"failed){where}; fix the cause and run the same command again:"
         + _listing(
             [f"{f.section}: {f.stage}: {f.error} (log: {f.log})" for f in failures]
@@ -271,7 +320,7 @@ def lock_results() -> None:
     _LOCK.append(fd)
 
 
-@lru_cache(maxsize=2)
+@lru_cache(maxsize=64)
 def _read_index(path: str, mtime_ns: int) -> dict:
     return json.loads(Path(path).read_text())
 
@@ -303,5 +352,5 @@ def after_planning(wildcards) -> list[str]:
     """No file: the rule waits for the planning checkpoint, so snakemake decides whether it runs
     once the batches are known. (Before, every blend counts as pending, and a replan of one
     section would rerun the QC and manifests of all sections.)"""
-    checkpoints.plan_index.get()
+    section_index(wildcards.section)
     return []

@@ -74,4 +74,21 @@ checkpoint plan_index:
     conda:
         CONDA_ENV
     shell:
+        "cytopaint plan-index {input:q} --out {output.tsv:q} --out-json {output.json:q} --beside 2> {log:q}"
+
+
+# In a run whose targets are files of single sections (a rerun of one section), each of them takes
+# its batches from its own index, so that its DAG holds its own plan job, not those of all sections.
+# plan_index writes these too (--beside): they are made again here only after a section's replan.
+checkpoint section_plan:
+    input:
+        SECTION.plan_settings,
+    output:
+        tsv=SECTION.plan_index,
+        json=SECTION.plan_index_json,
+    log:
+        SECTION.log("section_plan"),
+    conda:
+        CONDA_ENV
+    shell:
         "cytopaint plan-index {input:q} --out {output.tsv:q} --out-json {output.json:q} 2> {log:q}"

@@ -26,7 +26,7 @@ from cytopaint.io.sections import check_store
 from cytopaint.models import package as modelpkg
 from cytopaint.models.normalization import Normalization, normalization_for
 from cytopaint.morphology import AnyPooled
-from cytopaint.paths import PLAN_SETTINGS, PLAN_TABLE
+from cytopaint.paths import PLAN_INDEX, PLAN_INDEX_JSON, PLAN_SETTINGS, PLAN_TABLE
 
 from .ownership import batch_dependencies, window_box
 from .review import ReviewTable, apply_review, batch_fingerprints
@@ -206,29 +206,38 @@ def read_plan_dir(plan_dir: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     return read_plan(plan_dir / PLAN_TABLE), json.loads((plan_dir / PLAN_SETTINGS).read_text())
 
 
-def write_index(summary_paths: list[Path], out_tsv: Path, out_json: Path) -> None:
+def write_index(summary_paths: list[Path], out_tsv: Path, out_json: Path, *, beside: bool = False) -> None:
     """The stack's planning index, read once by the workflow after the planning pass.
 
     ``out_tsv``: one row per section (status, tiles, waves, batches, tiles short of context, error).
     ``out_json``: ``sections``: per planned section and batch, the earlier batches it depends on
     and its fingerprint (what its pixels depend on in the plan), so that building the DAG reads
     one file, not 7,404 plans; ``failed``: per section whose inputs were refused, the reason.
+    ``beside``: also each section's own index (the same two files for it alone) beside its
+    ``plan.json``, as a run that targets single sections reads it.
     """
     rows, index, failed = [], {}, {}
     for path in summary_paths:
         s = json.loads(Path(path).read_text())
+        section = s["section"]
         if "failed" in s:
-            failed[s["section"]] = s["failed"]["error"]
+            failed[section] = s["failed"]["error"]
         else:
             plan = read_plan(Path(path).with_name(PLAN_TABLE))
             deps = batch_dependencies(plan)
             prints = batch_fingerprints(plan, s)
-            index[s["section"]] = {str(b): {"after": deps[b], "fingerprint": prints[b]} for b in s["batches"]}
-        error = " ".join(failed.get(s["section"], "").split())  # one line
-        rows.append(f"{s['section']}\t{'failed' if error else 'planned'}\t{s['scheduled_tiles']}\t{s['waves']}\t"
+            index[section] = {str(b): {"after": deps[b], "fingerprint": prints[b]} for b in s["batches"]}
+        error = " ".join(failed.get(section, "").split())  # one line
+        rows.append(f"{section}\t{'failed' if error else 'planned'}\t{s['scheduled_tiles']}\t{s['waves']}\t"
                     f"{len(s['batches'])}\t{len(s['insufficient_context']['tiles'])}\t{error}\n")
+        if beside:
+            own = {k: {section: v[section]} if section in v else {} for k, v in (("sections", index), ("failed", failed))}
+            _write_index(Path(path).with_name(PLAN_INDEX), Path(path).with_name(PLAN_INDEX_JSON), rows[-1:], own)
+    _write_index(out_tsv, out_json, rows, {"sections": index, "failed": failed})
+
+
+def _write_index(out_tsv: Path, out_json: Path, rows: list[str], index: dict[str, dict]) -> None:
     header = "section\tstatus\ttiles\twaves\tbatches\tinsufficient_context_tiles\terror\n"
-    for out, text in ((out_tsv, header + "".join(rows)),
-                      (out_json, json.dumps({"sections": index, "failed": failed}, separators=(",", ":")))):
+    for out, text in ((out_tsv, header + "".join(rows)), (out_json, json.dumps(index, separators=(",", ":")))):
         out.parent.mkdir(parents=True, exist_ok=True)
         write_text(out, text)
