@@ -4,8 +4,8 @@ and the package.
 Per section, under ``<results>/sections/<id>/``::
 
     plan/tiles.tsv  plan/plan.json     the plan (rule plan)
-    plan/index.tsv  plan/index.json    its planning index, in runs that target single sections
-                                       (checkpoint section_plan)
+    plan/index.tsv  plan/index.json    its own planning index, read by runs that target single
+                                       sections (checkpoint plan_index --beside, or section_plan)
     batches/batch_<k>.npz              one result per repaint batch (rule repaint)
     repaired.ome.zarr  blend.json      the repaired section and its receipt (rule blend)
     qc/metrics.tsv  qc/summary.json  qc/report.html                       (rule qc)
