@@ -2,7 +2,7 @@
 
 Every job of the pipeline (a repaint batch, QC, the manifest) records the same fields, so the
 manifest can list them side by side: `JobClock.record` gives Python version, host, SLURM job id,
-start, end and seconds; `device_record` adds the device, GPU and torch/CUDA versions of a job that
+start, end and seconds; `device_record` adds the device, GPU, CPU threads and torch/CUDA versions of a job that
 ran a network.
 """
 
@@ -68,9 +68,11 @@ class JobClock:
 
 
 def device_record(device: Any) -> dict[str, Any]:
-    """The device a network ran on (a ``torch.device``), its GPU name and the torch and CUDA versions."""
+    """The device a network ran on (a ``torch.device``), its GPU name, torch's CPU threads and the torch and CUDA
+    versions. The thread count belongs to a result: CPU convolutions split their sums by thread, so the same tile
+    and seed give other last bits (and then other cells) at another count."""
     import torch
 
     return {"device": str(device),
             "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-            "torch": torch.__version__, "cuda": torch.version.cuda}
+            "threads": torch.get_num_threads(), "torch": torch.__version__, "cuda": torch.version.cuda}

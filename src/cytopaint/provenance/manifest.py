@@ -79,7 +79,7 @@ def _metadata_sha256(ref: str) -> str | None:
 
 
 def _job(step: str, record: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    keys = ("device", "gpu", "python", "torch", "cuda", "host", "slurm_job_id", "started", "ended")
+    keys = ("device", "gpu", "threads", "python", "torch", "cuda", "host", "slurm_job_id", "started", "ended")
     return {"step": step, **extra, **{k: record.get(k) for k in keys}, "seconds": record.get("seconds")}
 
 
