@@ -81,24 +81,28 @@ def test_a_repaint_job_cancelled_and_one_requeued_mid_run_end_as_an_uninterrupte
     cmd = [str(Path(sys.executable).parent / "snakemake"), "--profile", str(SLURM_PROFILE),
            "-s", str(REPO / "Snakefile"), "--directory", str(work), "--configfile", str(work / "config.yaml"),
            *threads, "--default-resources", f"slurm_partition={cluster.partition}", "runtime=30", "mem_mb=2000"]
-    proc = subprocess.Popen(cmd, cwd=work, env=_env(cluster.env, tmp_path), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    log = tmp_path / "snakemake.out"  # a file, not a pipe: nobody reads the output while the run goes on
+    with log.open("w") as sink:
+        proc = subprocess.Popen(cmd, cwd=work, env=_env(cluster.env, tmp_path), stdout=sink,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
     faults: dict[str, str] = {}  # SLURM job id -> what was done to it
     deadline = time.monotonic() + 900
     try:
         while len(faults) < 2 and proc.poll() is None and time.monotonic() < deadline:
-            running = [(i, c) for i, state, c in _repaint_jobs(cluster) if state == "RUNNING" and i not in faults]
-            for job, comment in running[: 2 - len(faults)]:
+            running = [i for i, state, _ in _repaint_jobs(cluster) if state == "RUNNING" and i not in faults]
+            for job in running[: 2 - len(faults)]:
                 time.sleep(2)  # inside the job: snakemake started, torch loading or sampling
                 fault = "scancel" if not faults else "requeue"
                 cluster.run(*(["scancel", job] if fault == "scancel" else ["scontrol", "requeue", job]))
                 faults[job] = fault
             time.sleep(0.5)
-        out, _ = proc.communicate(timeout=max(deadline - time.monotonic(), 1))
+        proc.wait(timeout=max(deadline - time.monotonic(), 1))
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
+        proc.wait()
+        out = log.read_text()
         pytest.fail(f"the SLURM run did not finish in 900 s\n{out[-6000:]}\n{cluster.logs()}")
+    out = log.read_text()
     assert sorted(faults.values()) == ["requeue", "scancel"], (faults, out[-4000:])
     assert proc.returncode == 0, f"{out[-6000:]}\n{cluster.logs()}"
     for job, fault in faults.items():
