@@ -36,14 +36,20 @@ if _target:
 '''
 
 
-def _outputs(work: Path) -> dict:
-    """What the section's outputs must reproduce: pixels, tile results, QC tables and the manifest up to times and hosts."""
-    root = work / "results" / "sections" / "s0"
+def batch_digests(section: Path) -> dict[str, list[tuple]]:
+    """Every batch file of a section: its tiles' ids, positions and sha256 of pixels and ownership."""
     batches = {}
-    for path in sorted((root / "batches").glob("batch_*.npz")):
+    for path in sorted((section / "batches").glob("batch_*.npz")):
         tiles, _ = read_batch(path)
         batches[path.name] = [(t.tile, t.y0, t.x0, hashlib.sha256(t.pixels.tobytes()).hexdigest(),
                                hashlib.sha256(t.owned.tobytes()).hexdigest()) for t in tiles]
+    return batches
+
+
+def _outputs(work: Path) -> dict:
+    """What the section's outputs must reproduce: pixels, tile results, QC tables and the manifest up to times and hosts."""
+    root = work / "results" / "sections" / "s0"
+    batches = batch_digests(root)
     summary = json.loads((root / "qc" / "summary.json").read_text())
     summary["job"] = {k: v for k, v in summary["job"].items() if k not in VOLATILE_JOB_KEYS}
     return {"level0": json.loads((root / "blend.json").read_text())["sha256_level0"], "batches": batches,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -14,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from test_killed_jobs import batch_digests
 from test_slurm import SLURM_PROFILE, _env, _run
 from test_workflow import REPO, snakemake, write_stack
 
 from cytopaint.io import volume
-from cytopaint.io.batchfile import read_batch
 from slurm_cluster import slurm_cluster  # noqa: F401  (pytest fixture)
 
 
@@ -45,21 +44,17 @@ def test_two_section_stack_is_repaired_through_slurm(slurm_cluster, tmp_path: Pa
     print(f"2-section stack through SLURM in {seconds:.0f} s")
 
 
-def _repaint_jobs(cluster) -> list[tuple[str, str, str]]:
-    """(SLURM job id, state, comment) of the repaint jobs in the queue."""
+def _repaint_jobs(cluster) -> list[tuple[str, str]]:
+    """(SLURM job id, state) of the repaint jobs in the queue (the plugin's comment names the rule)."""
     out = cluster.run("squeue", "--noheader", "--format=%i|%T|%k", check=False).stdout
     rows = [line.split("|", 2) for line in out.splitlines() if line.count("|") == 2]
-    return [(i, state, comment) for i, state, comment in rows if comment.startswith("rule_repaint_")]
+    return [(i, state) for i, state, comment in rows if comment.startswith("rule_repaint_")]
 
 
 def _outputs(section: Path) -> dict:
-    """A section's level-0 digest and every batch's tiles (pixels, ownership) as sha256."""
-    batches = {}
-    for path in sorted((section / "batches").glob("batch_*.npz")):
-        tiles, _ = read_batch(path)
-        batches[path.name] = [(t.tile, hashlib.sha256(t.pixels.tobytes()).hexdigest(),
-                               hashlib.sha256(t.owned.tobytes()).hexdigest()) for t in tiles]
-    return {"level0": json.loads((section / "blend.json").read_text())["sha256_level0"], "batches": batches}
+    """A section's level-0 digest and every batch's tiles."""
+    return {"level0": json.loads((section / "blend.json").read_text())["sha256_level0"],
+            "batches": batch_digests(section)}
 
 
 @pytest.mark.slurm
@@ -89,7 +84,7 @@ def test_a_repaint_job_cancelled_and_one_requeued_mid_run_end_as_an_uninterrupte
     deadline = time.monotonic() + 900
     try:
         while len(faults) < 2 and proc.poll() is None and time.monotonic() < deadline:
-            running = [i for i, state, _ in _repaint_jobs(cluster) if state == "RUNNING" and i not in faults]
+            running = [i for i, state in _repaint_jobs(cluster) if state == "RUNNING" and i not in faults]
             for job in running[: 2 - len(faults)]:
                 time.sleep(2)  # inside the job: snakemake started, torch loading or sampling
                 fault = "scancel" if not faults else "requeue"
