@@ -1,10 +1,17 @@
 # cytopaint: repair artifacts in stacks of cell-body stained sections with a DDPM and RePaint.
 # `snakemake --cores all` repairs the demo stack (config/config.yaml); see README.md.
+import gc
 from pathlib import Path
 
 from snakemake.utils import min_version
 
 min_version("9.0")
+
+# A whole stack's DAG is ~10^5 jobs made of millions of small objects: with its default thresholds
+# Python's cycle collector keeps walking them while snakemake builds the DAG (108 s with, 96 s
+# without, at 7,404 sections; benchmarks/bench_dag.py). Collect 100x less often: snakemake's own
+# process makes little cyclic garbage, and every job runs in a process of its own.
+gc.set_threshold(100_000, 50, 100)
 
 
 configfile: Path(workflow.basedir) / "config" / "config.yaml"
