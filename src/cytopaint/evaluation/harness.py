@@ -180,25 +180,43 @@ def _agreement(classifier: PackagedClassifier | None, originals: np.ndarray, rep
     return out
 
 
+@dataclass(frozen=True)
+class Draw:
+    """The patches of an evaluation: each with its hole (bin, mask) and region, and disjoint reference originals."""
+
+    pixel_size_um: float
+    patches: list[EvalPatch]
+    holes: list[tuple[int, np.ndarray]]
+    regions: list[np.ndarray]  # the hole dilated by the tiling margin: the pixels every method repairs
+    reference: list[np.ndarray]  # other originals, for the reference FCD
+
+
+def draw(settings: EvaluationSettings) -> Draw:
+    """The patches, holes and regions ``settings`` define: the same on every run of the same settings."""
+    px = float(modelpkg.read_card(settings.model)["pixel_size_um"])
+    patch_px = int(round(settings.patch_um / px))
+    table = read_sections(settings.sections, base=Path(settings.sections).resolve().parent)
+    n = settings.patches_per_bin * len(settings.bins)
+    rng = np.random.default_rng(settings.seed)
+    drawn = sample_patches(table, 2 * n, patch_px, px, rng, margin_um=settings.tiling.margin_um + 2 * px)
+    order = rng.permutation(2 * n)
+    holes = bin_masks(settings.patches_per_bin, settings.bins, (patch_px, patch_px), settings.seed)
+    return Draw(px, [drawn[i] for i in order[:n]], holes,
+                [dilate(h, settings.tiling.margin_um / px) for _, h in holes], [drawn[i].image for i in order[n:]])
+
+
 def evaluate(settings: EvaluationSettings, out_dir: Path, progress: bool = True) -> dict[str, Any]:
     """Run the protocol and write ``out_dir``: patches.tsv, summary.tsv, fcd.tsv, evaluation.json, figures, summary.md."""
     t_start = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     card = modelpkg.read_card(settings.model)
-    px = float(card["pixel_size_um"])
-    patch_px = int(round(settings.patch_um / px))
-    margin_px = int(math.ceil(settings.tiling.margin_um / px))
     workers = settings.workers or min(len(os.sched_getaffinity(0)), 8)
-    table = read_sections(settings.sections, base=Path(settings.sections).resolve().parent)
-    n = settings.patches_per_bin * len(settings.bins)
-    rng = np.random.default_rng(settings.seed)
-    drawn = sample_patches(table, 2 * n, patch_px, px, rng, margin_um=settings.tiling.margin_um + 2 * px)
-    order = rng.permutation(2 * n)
-    patches: list[EvalPatch] = [drawn[i] for i in order[:n]]
-    reference = [drawn[i].image for i in order[n:]]  # disjoint originals for the reference FCD
-    holes = bin_masks(settings.patches_per_bin, settings.bins, (patch_px, patch_px), settings.seed)
-    regions = [dilate(h, settings.tiling.margin_um / px) for _, h in holes]
+    d = draw(settings)
+    px, patches, reference, holes, regions = d.pixel_size_um, d.patches, d.reference, d.holes, d.regions
+    patch_px = patches[0].image.shape[0]
+    margin_px = int(math.ceil(settings.tiling.margin_um / px))
+    n = len(patches)
     originals = np.stack([p.image for p in patches])
 
     repaired: dict[str, np.ndarray] = {}

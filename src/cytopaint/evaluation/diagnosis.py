@@ -1,0 +1,168 @@
+"""Where the DDPM's repairs lose fidelity: one cause removed at a time, on the evaluation's patches.
+
+The patches, holes, regions and cell statistics are those of `cytopaint.evaluation.harness`
+(`draw`, `compare_cells`); only the way the region is filled changes between conditions:
+
+- ``workflow``: the evaluation's DDPM repair, through the workflow's tiles, cores and outside-in
+  waves (`repair_patches`), with the configured sampler;
+- ``one window``: the whole patch inpainted in one sampler call, the region unknown, the rest
+  known: no tiles, no waves (patches must then be the model's tile size);
+- ``one window, NAME``: the same with another sampler setting (e.g. the paper's 256 steps x 5);
+- ``unconditional``: the model's own tissue, nothing known, pasted into the region.
+
+Pooled biases (`pooled_bias`) of the conditions telescope into shares of the workflow's bias:
+the model (unconditional), conditioning on the known pixels (one window - unconditional), the
+tiling (workflow - one window); the sampler's share is one window - one window, NAME.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from collections.abc import Mapping
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..diffusion.sampling import SamplerSettings, make_generators, sample
+from ..models import package as modelpkg
+from ..models.normalization import normalization_for
+from ..repaint.stage import pick_device
+from ..runtime import code_version_string
+from . import report
+from .ddpm import repair_patches
+from .harness import EvaluationSettings, _run_jobs, draw
+from .metrics import pooled_bias
+
+WORKFLOW, WINDOW, UNCONDITIONAL = "workflow", "one window", "unconditional"
+
+
+def window_seeds(seed: int, n: int) -> list[int]:
+    """One sampler seed per patch, from the evaluation seed (the same in every condition)."""
+    return [int(np.random.SeedSequence([seed, i]).generate_state(1, np.uint64)[0]) for i in range(n)]
+
+
+def inpaint_windows(model: modelpkg.PackagedModel, images: np.ndarray, unknown: np.ndarray,
+                    settings: SamplerSettings, seeds: list[int], device: torch.device,
+                    batch_size: int) -> np.ndarray:
+    """Each image (N, T, T, uint8) inpainted in one window where ``unknown`` (N, T, T, bool); other pixels unchanged."""
+    if images.shape[1:] != (model.tile_size, model.tile_size):
+        raise ValueError(f"one-window repairs need patches of the model's {model.tile_size} px tiles, got "
+                         f"{images.shape[1]} px: set evaluate.patch_um to {model.tile_size} x the model's pixel size")
+    norm = normalization_for(images.dtype, model.normalization, None)
+    out = images.copy()
+    for i in range(0, len(images), batch_size):
+        part = slice(i, i + batch_size)
+        x = torch.from_numpy(norm.to_model(images[part]))[:, None].to(device)
+        m = torch.from_numpy(unknown[part])[:, None].to(device)
+        result = sample(model.network, model.diffusion(), x, m, make_generators(seeds[part], device), settings)
+        generated = norm.from_model(result.images[:, 0].float().cpu().numpy())
+        out[part][unknown[part]] = generated[unknown[part]]
+    return out
+
+
+def shares(table: pd.DataFrame, reference: str | None) -> list[dict[str, Any]]:
+    """Each cause's share of the workflow's pooled density and size bias (percentage points)."""
+    bias = table.set_index("condition")[["density_bias", "size_bias"]]
+
+    def diff(a: str, b: str | None) -> dict[str, float]:
+        base = bias.loc[b] if b else 0.0
+        return {k: float(v) for k, v in (bias.loc[a] - base).items()}
+
+    rows = [{"cause": "the model's own tissue (unconditional)", **diff(UNCONDITIONAL, None)},
+            {"cause": "conditioning on the known pixels (one window - unconditional)", **diff(WINDOW, UNCONDITIONAL)},
+            {"cause": "tiles, cores and waves (workflow - one window)", **diff(WORKFLOW, WINDOW)},
+            {"cause": "total: the workflow", **diff(WORKFLOW, None)}]
+    if reference:
+        rows.append({"cause": f"the sampler (one window - {reference})", **diff(WINDOW, reference)})
+    return rows
+
+
+def diagnose(settings: EvaluationSettings, references: Mapping[str, SamplerSettings], out_dir: Path,
+             progress: bool = True) -> dict[str, Any]:
+    """Score every condition on the same patches; write patches.tsv, summary.tsv, shares.tsv, diagnosis.md, examples.png."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    d = draw(settings)
+    originals = np.stack([p.image for p in d.patches])
+    regions = np.stack(d.regions)
+    device = pick_device(settings.repaint.device)
+    model = modelpkg.load(settings.model, device=device)
+    seeds = window_seeds(settings.seed, len(originals))
+    repaired: dict[str, np.ndarray] = {}
+    workflow, _ = repair_patches(list(originals), [h for _, h in d.holes], d.pixel_size_um, settings.model,
+                                 settings.tiling, settings.repaint, out_dir / "work", settings.batch_size, progress)
+    repaired[WORKFLOW] = np.stack([r.image for r in workflow])
+    shutil.rmtree(out_dir / "work")
+    samplers = {WINDOW: settings.repaint.sampler, **{f"{WINDOW}, {k}": v for k, v in references.items()}}
+    for name, sampler in samplers.items():
+        repaired[name] = inpaint_windows(model, originals, regions, sampler, seeds, device, settings.batch_size)
+    repaired[UNCONDITIONAL] = inpaint_windows(model, originals, np.ones_like(regions), settings.repaint.sampler,
+                                              seeds, device, settings.batch_size)
+    repaired[UNCONDITIONAL] = np.where(regions, repaired[UNCONDITIONAL], originals)
+    conditions = list(repaired)
+    n = len(originals)
+    jobs = [(c, originals[i], regions[i], repaired[c][i], d.pixel_size_um) for c in conditions for i in range(n)]
+    scored = _run_jobs(jobs, settings.workers or min(len(os.sched_getaffinity(0)), 8), progress)
+    rows = []
+    for k, c in enumerate(conditions):
+        for i, p in enumerate(d.patches):
+            region = regions[i]
+            rows.append({"condition": c, "patch": p.patch, "section": p.section, "bin": d.holes[i][0],
+                         "region_coverage": float(region.mean()), **scored[k * n + i][1],
+                         "grey_original": float(originals[i][region].mean()),
+                         "grey_repaired": float(repaired[c][i][region].mean())})
+    per_patch = pd.DataFrame(rows).drop(columns="seconds")
+    summary = pooled_bias(per_patch, ["condition"])
+    medians = per_patch.assign(density_abs=per_patch["density_rel_error"].abs(),
+                               size_abs=per_patch["size_rel_error"].abs()).groupby("condition")
+    summary["density_abs_error_median"] = summary["condition"].map(medians["density_abs"].median())
+    summary["size_abs_error_median"] = summary["condition"].map(medians["size_abs"].median())
+    grey = per_patch.groupby("condition")[["grey_original", "grey_repaired"]].mean()
+    summary["grey_bias"] = summary["condition"].map(grey["grey_repaired"] / grey["grey_original"] - 1)
+    summary = summary.set_index("condition").loc[conditions].reset_index()
+    share = pd.DataFrame(shares(summary, list(samplers)[1] if references else None))
+    per_patch.to_csv(out_dir / "patches.tsv", sep="\t", index=False)
+    summary.to_csv(out_dir / "summary.tsv", sep="\t", index=False)
+    share.to_csv(out_dir / "shares.tsv", sep="\t", index=False)
+    run = {"settings": {**asdict(settings), "tiling": asdict(settings.tiling), "repaint": asdict(settings.repaint)},
+           "references": {k: asdict(v) for k, v in references.items()}, "seeds": seeds,
+           "model": {"name": model.card["name"], "sha256": model.weights_sha256}, "device": str(device),
+           "patches": n, "code_version": code_version_string()}
+    (out_dir / "diagnosis.md").write_text(markdown(run, summary, share))
+    report.plot_examples(d.patches, d.holes, repaired, conditions, out_dir / "examples.png")
+    return {"run": run, "summary": summary, "shares": share}
+
+
+def _pct(v: float) -> str:
+    return "–" if v is None or math.isnan(v) else f"{v:+.1%}"
+
+
+def markdown(run: Mapping[str, Any], summary: pd.DataFrame, share: pd.DataFrame) -> str:
+    """The diagnosis as a page: the conditions side by side, then each cause's share."""
+    s = run["settings"]
+    lines = [f"# Where fidelity is lost: {run['patches']} patches of {s['patch_um']:g} µm, bins {s['bins']}",
+             "",
+             f"- model `{run['model']['name']}` ({run['model']['sha256'][:12]}…), device {run['device']}, code "
+             f"{run['code_version']}; sampler {s['repaint']['steps']}:{s['repaint']['jump_length']}:"
+             f"{s['repaint']['jump_n_sample']} ({s['repaint']['method']}), evaluation seed {s['seed']}",
+             "- the same patches, regions (hole + margin) and cell detector as `cytopaint evaluate`; biases pooled "
+             "over all cells of all patches; grey = mean grey level of the region",
+             "",
+             "| condition | cells original | cells repaired | density bias | size bias | density \\|e\\| median "
+             "| size \\|e\\| median | grey bias |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in summary.itertuples():
+        lines.append(f"| {r.condition} | {int(r.n_original)} | {int(r.n_repaired)} | {_pct(r.density_bias)} | "
+                     f"{_pct(r.size_bias)} | {r.density_abs_error_median:.1%} | {r.size_abs_error_median:.1%} | "
+                     f"{_pct(r.grey_bias)} |")
+    lines += ["", "| cause | density bias, points | size bias, points |", "|---|---|---|"]
+    for r in share.itertuples():
+        lines.append(f"| {r.cause} | {r.density_bias * 100:+.1f} | {r.size_bias * 100:+.1f} |")
+    lines += ["", "![original, hole, and each condition](examples.png)", ""]
+    return "\n".join(lines)
