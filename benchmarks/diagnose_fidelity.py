@@ -6,8 +6,9 @@
 TABLE is a held-out sections table (as for `cytopaint evaluate`); --settings overrides config blocks
 as `cytopaint evaluate --settings` does. Patches must be the model's tile size (for the demo model,
 ``{"evaluate": {"patch_um": 128}}``): the one-window conditions inpaint a whole patch in one sampler
-call. Writes DIR/diagnosis.md (conditions side by side, each cause's share), summary.tsv,
-shares.tsv, patches.tsv and examples.png (`cytopaint.evaluation.diagnosis`).
+call. Writes DIR/diagnosis.md (the conditions side by side, per coverage bin, each cause's share),
+summary.tsv, bins.tsv, shares.tsv, patches.tsv, diagnosis.json and examples.png
+(`cytopaint.evaluation.diagnosis`).
 """
 
 from __future__ import annotations

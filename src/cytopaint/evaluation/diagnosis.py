@@ -17,6 +17,7 @@ tiling (workflow - one window); the sampler's share is one window - one window, 
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -85,7 +86,8 @@ def shares(table: pd.DataFrame, reference: str | None) -> list[dict[str, Any]]:
 
 def diagnose(settings: EvaluationSettings, references: Mapping[str, SamplerSettings], out_dir: Path,
              progress: bool = True) -> dict[str, Any]:
-    """Score every condition on the same patches; write patches.tsv, summary.tsv, shares.tsv, diagnosis.md, examples.png."""
+    """Score every condition on the same patches; write patches.tsv, diagnosis.json, examples.png and the report
+    (`write_report`)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     d = draw(settings)
@@ -117,33 +119,51 @@ def diagnose(settings: EvaluationSettings, references: Mapping[str, SamplerSetti
                          "region_coverage": float(region.mean()), **scored[k * n + i][1],
                          "grey_original": float(originals[i][region].mean()),
                          "grey_repaired": float(repaired[c][i][region].mean())})
-    per_patch = pd.DataFrame(rows).drop(columns="seconds")
-    summary = pooled_bias(per_patch, ["condition"])
-    medians = per_patch.assign(density_abs=per_patch["density_rel_error"].abs(),
-                               size_abs=per_patch["size_rel_error"].abs()).groupby("condition")
-    summary["density_abs_error_median"] = summary["condition"].map(medians["density_abs"].median())
-    summary["size_abs_error_median"] = summary["condition"].map(medians["size_abs"].median())
-    grey = per_patch.groupby("condition")[["grey_original", "grey_repaired"]].mean()
-    summary["grey_bias"] = summary["condition"].map(grey["grey_repaired"] / grey["grey_original"] - 1)
-    summary = summary.set_index("condition").loc[conditions].reset_index()
-    share = pd.DataFrame(shares(summary, list(samplers)[1] if references else None))
-    per_patch.to_csv(out_dir / "patches.tsv", sep="\t", index=False)
-    summary.to_csv(out_dir / "summary.tsv", sep="\t", index=False)
-    share.to_csv(out_dir / "shares.tsv", sep="\t", index=False)
+    pd.DataFrame(rows).drop(columns="seconds").to_csv(out_dir / "patches.tsv", sep="\t", index=False)
     run = {"settings": {**asdict(settings), "tiling": asdict(settings.tiling), "repaint": asdict(settings.repaint)},
-           "references": {k: asdict(v) for k, v in references.items()}, "seeds": seeds,
+           "conditions": conditions, "references": {k: asdict(v) for k, v in references.items()}, "seeds": seeds,
            "model": {"name": model.card["name"], "sha256": model.weights_sha256}, "device": str(device),
            "patches": n, "code_version": code_version_string()}
-    (out_dir / "diagnosis.md").write_text(markdown(run, summary, share))
+    (out_dir / "diagnosis.json").write_text(json.dumps(run, indent=2, default=str) + "\n")
     report.plot_examples(d.patches, d.holes, repaired, conditions, out_dir / "examples.png")
-    return {"run": run, "summary": summary, "shares": share}
+    return write_report(out_dir)
+
+
+def summarise(per_patch: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Per group of ``by``: pooled density and size bias, median |relative error| and the region's grey-level bias."""
+    out = pooled_bias(per_patch, by).set_index(by)
+    groups = per_patch.assign(density_abs=per_patch["density_rel_error"].abs(),
+                              size_abs=per_patch["size_rel_error"].abs()).groupby(by)
+    out["density_abs_error_median"] = groups["density_abs"].median()
+    out["size_abs_error_median"] = groups["size_abs"].median()
+    grey = groups[["grey_original", "grey_repaired"]].mean()
+    out["grey_bias"] = grey["grey_repaired"] / grey["grey_original"] - 1
+    return out.reset_index()
+
+
+def write_report(out_dir: Path) -> dict[str, Any]:
+    """summary.tsv, bins.tsv, shares.tsv and diagnosis.md from a diagnosis's patches.tsv and diagnosis.json."""
+    out_dir = Path(out_dir)
+    run = json.loads((out_dir / "diagnosis.json").read_text())
+    per_patch = pd.read_csv(out_dir / "patches.tsv", sep="\t")
+    order = {c: i for i, c in enumerate(run["conditions"])}
+    summary = summarise(per_patch, ["condition"]).sort_values("condition", key=lambda c: c.map(order))
+    bins = summarise(per_patch, ["condition", "bin"]).sort_values(["condition", "bin"],
+                                                                  key=lambda c: c.map(order) if c.name == "condition" else c)
+    reference = next((c for c in run["conditions"] if c.startswith(f"{WINDOW}, ")), None)
+    share = pd.DataFrame(shares(summary, reference))
+    summary.to_csv(out_dir / "summary.tsv", sep="\t", index=False)
+    bins.to_csv(out_dir / "bins.tsv", sep="\t", index=False)
+    share.to_csv(out_dir / "shares.tsv", sep="\t", index=False)
+    (out_dir / "diagnosis.md").write_text(markdown(run, summary, bins, share))
+    return {"run": run, "summary": summary.reset_index(drop=True), "bins": bins, "shares": share}
 
 
 def _pct(v: float) -> str:
     return "–" if v is None or math.isnan(v) else f"{v:+.1%}"
 
 
-def markdown(run: Mapping[str, Any], summary: pd.DataFrame, share: pd.DataFrame) -> str:
+def markdown(run: Mapping[str, Any], summary: pd.DataFrame, bins: pd.DataFrame, share: pd.DataFrame) -> str:
     """The diagnosis as a page: the conditions side by side, then each cause's share."""
     s = run["settings"]
     lines = [f"# Where fidelity is lost: {run['patches']} patches of {s['patch_um']:g} µm, bins {s['bins']}",
@@ -161,6 +181,14 @@ def markdown(run: Mapping[str, Any], summary: pd.DataFrame, share: pd.DataFrame)
         lines.append(f"| {r.condition} | {int(r.n_original)} | {int(r.n_repaired)} | {_pct(r.density_bias)} | "
                      f"{_pct(r.size_bias)} | {r.density_abs_error_median:.1%} | {r.size_abs_error_median:.1%} | "
                      f"{_pct(r.grey_bias)} |")
+    edges = s["bins"]
+    lines += ["", "Pooled density bias per coverage bin (cells in the bin's patches, original → repaired):", "",
+              "| condition | " + " | ".join(f"hole {lo:.0%}–{hi:.0%}" for lo, hi in edges) + " |",
+              "|---|" + "---|" * len(edges)]
+    for condition, rows in bins.groupby("condition", sort=False):
+        cells = {int(r.bin): f"{_pct(r.density_bias)} ({int(r.n_original)} → {int(r.n_repaired)})"
+                 for r in rows.itertuples()}
+        lines.append(f"| {condition} | " + " | ".join(cells.get(b, "–") for b in range(len(edges))) + " |")
     lines += ["", "| cause | density bias, points | size bias, points |", "|---|---|---|"]
     for r in share.itertuples():
         lines.append(f"| {r.cause} | {r.density_bias * 100:+.1f} | {r.size_bias * 100:+.1f} |")
