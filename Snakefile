@@ -8,9 +8,10 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 # A whole stack's DAG is ~10^5 jobs made of millions of small objects: with its default thresholds
-# Python's cycle collector keeps walking them while snakemake builds the DAG (108 s with, 96 s
-# without, at 7,404 sections; benchmarks/bench_dag.py). Collect 100x less often: snakemake's own
-# process makes little cyclic garbage, and every job runs in a process of its own.
+# Python's cycle collector keeps walking them while snakemake builds the DAG (dry run after planning
+# at 7,404 sections: 108 s with the default thresholds, 96 s with these; benchmarks/bench_dag.py).
+# Collect 100x less often: snakemake's own process makes little cyclic garbage, and every job runs
+# in a process of its own.
 gc.set_threshold(100_000, 50, 100)
 
 
