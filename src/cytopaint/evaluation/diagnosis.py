@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 from collections.abc import Mapping
 from dataclasses import asdict
@@ -37,7 +36,7 @@ from ..repaint.stage import pick_device
 from ..runtime import code_version_string
 from . import report
 from .ddpm import repair_patches
-from .harness import EvaluationSettings, _run_jobs, draw
+from .harness import EvaluationSettings, draw, score_all
 from .metrics import pooled_bias
 
 WORKFLOW, WINDOW, UNCONDITIONAL = "workflow", "one window", "unconditional"
@@ -110,7 +109,7 @@ def diagnose(settings: EvaluationSettings, references: Mapping[str, SamplerSetti
     conditions = list(repaired)
     n = len(originals)
     jobs = [(c, originals[i], regions[i], repaired[c][i], d.pixel_size_um) for c in conditions for i in range(n)]
-    scored = _run_jobs(jobs, settings.workers or min(len(os.sched_getaffinity(0)), 8), progress)
+    scored = score_all(jobs, settings.workers, progress)
     rows = []
     for k, c in enumerate(conditions):
         for i, p in enumerate(d.patches):

@@ -117,8 +117,10 @@ def _pool(workers: int) -> ProcessPoolExecutor | None:
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) if workers > 1 else None
 
 
-def _run_jobs(jobs: list[tuple], workers: int, progress: bool) -> list[tuple[np.ndarray, dict[str, Any]]]:
-    pool = _pool(workers)
+def score_all(jobs: list[tuple], workers: int | None, progress: bool) -> list[tuple[np.ndarray, dict[str, Any]]]:
+    """Each job (method, original, region, repaired or None, pixel size) repaired if need be and scored
+    (`compare_cells`), in ``workers`` processes (default: usable CPUs, at most 8)."""
+    pool = _pool(workers or min(len(os.sched_getaffinity(0)), 8))
     try:
         results = pool.map(_score, *zip(*jobs, strict=True), chunksize=1) if pool else (_score(*j) for j in jobs)
         return list(tqdm(results, total=len(jobs), desc="baselines and cells", disable=not progress))
@@ -211,7 +213,6 @@ def evaluate(settings: EvaluationSettings, out_dir: Path, progress: bool = True)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     card = modelpkg.read_card(settings.model)
-    workers = settings.workers or min(len(os.sched_getaffinity(0)), 8)
     d = draw(settings)
     px, patches, reference, holes, regions = d.pixel_size_um, d.patches, d.reference, d.holes, d.regions
     patch_px = patches[0].image.shape[0]
@@ -238,7 +239,7 @@ def evaluate(settings: EvaluationSettings, out_dir: Path, progress: bool = True)
             extra[DDPM][i] = {"tiles": r.tiles, "unrepaired_px": int((regions[i] & ~r.region).sum())}
     jobs = [(m, patches[i].image, regions[i], repaired[m][i] if m in repaired else None, px)
             for m in settings.methods for i in range(n)]
-    results = _run_jobs(jobs, workers, progress)
+    results = score_all(jobs, settings.workers, progress)
     for k, m in enumerate(settings.methods):
         repaired[m] = np.stack([results[k * n + i][0] for i in range(n)])
 
