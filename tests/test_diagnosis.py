@@ -62,3 +62,7 @@ def test_the_diagnosis_scores_every_condition_on_the_evaluation_patches(stack: P
     assert all(f"| {c} |" in page for c in conditions)
     assert (tmp_path / "diag" / "examples.png").stat().st_size > 0
     assert not (tmp_path / "diag" / "work").exists()
+    with pytest.raises(ValueError, match="model's 16 px tiles"):  # refused before any repair
+        diagnose(EvaluationSettings(sections=str(stack), model=packages["ddpm"], **{**SETTINGS, "patch_um": 64.0}),
+                 {}, tmp_path / "wrong", progress=False)
+    assert not (tmp_path / "wrong" / "work").exists()

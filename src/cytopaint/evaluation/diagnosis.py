@@ -47,13 +47,18 @@ def window_seeds(seed: int, n: int) -> list[int]:
     return [int(np.random.SeedSequence([seed, i]).generate_state(1, np.uint64)[0]) for i in range(n)]
 
 
+def check_window(model: modelpkg.PackagedModel, shape: tuple[int, ...]) -> None:
+    """Raise ValueError unless patches of ``shape`` are one tile of ``model``."""
+    if tuple(shape) != (model.tile_size, model.tile_size):
+        raise ValueError(f"one-window repairs need patches of the model's {model.tile_size} px tiles, got "
+                         f"{shape[0]} px: set evaluate.patch_um to {model.tile_size} x the model's pixel size")
+
+
 def inpaint_windows(model: modelpkg.PackagedModel, images: np.ndarray, unknown: np.ndarray,
                     settings: SamplerSettings, seeds: list[int], device: torch.device,
                     batch_size: int) -> np.ndarray:
     """Each image (N, T, T, uint8) inpainted in one window where ``unknown`` (N, T, T, bool); other pixels unchanged."""
-    if images.shape[1:] != (model.tile_size, model.tile_size):
-        raise ValueError(f"one-window repairs need patches of the model's {model.tile_size} px tiles, got "
-                         f"{images.shape[1]} px: set evaluate.patch_um to {model.tile_size} x the model's pixel size")
+    check_window(model, images.shape[1:])
     norm = normalization_for(images.dtype, model.normalization, None)
     out = images.copy()
     for i in range(0, len(images), batch_size):
@@ -94,6 +99,7 @@ def diagnose(settings: EvaluationSettings, references: Mapping[str, SamplerSetti
     regions = np.stack(d.regions)
     device = pick_device(settings.repaint.device)
     model = modelpkg.load(settings.model, device=device)
+    check_window(model, originals.shape[1:])  # before the workflow's repair, not after it
     seeds = window_seeds(settings.seed, len(originals))
     repaired: dict[str, np.ndarray] = {}
     workflow, _ = repair_patches(list(originals), [h for _, h in d.holes], d.pixel_size_um, settings.model,
