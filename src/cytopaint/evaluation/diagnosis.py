@@ -92,6 +92,7 @@ def diagnose(settings: EvaluationSettings, references: Mapping[str, SamplerSetti
              progress: bool = True) -> dict[str, Any]:
     """Score every condition on the same patches; write patches.tsv, diagnosis.json, examples.png and the report
     (`write_report`)."""
+    version = code_version_string()  # of the code that runs, read before a long run
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     d = draw(settings)
@@ -128,7 +129,7 @@ def diagnose(settings: EvaluationSettings, references: Mapping[str, SamplerSetti
     run = {"settings": {**asdict(settings), "tiling": asdict(settings.tiling), "repaint": asdict(settings.repaint)},
            "conditions": conditions, "references": {k: asdict(v) for k, v in references.items()}, "seeds": seeds,
            "model": {"name": model.card["name"], "sha256": model.weights_sha256}, "device": str(device),
-           "patches": n, "code_version": code_version_string()}
+           "patches": n, "code_version": version}
     (out_dir / "diagnosis.json").write_text(json.dumps(run, indent=2, default=str) + "\n")
     report.plot_examples(d.patches, d.holes, repaired, conditions, out_dir / "examples.png")
     return write_report(out_dir)
