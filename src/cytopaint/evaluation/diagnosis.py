@@ -36,7 +36,7 @@ from ..repaint.stage import pick_device
 from ..runtime import code_version_string
 from . import report
 from .ddpm import repair_patches
-from .harness import EvaluationSettings, draw, score_all
+from .harness import EvaluationSettings, draw, score_all, settings_record
 from .metrics import pooled_bias
 
 WORKFLOW, WINDOW, UNCONDITIONAL = "workflow", "one window", "unconditional"
@@ -126,7 +126,7 @@ def diagnose(settings: EvaluationSettings, references: Mapping[str, SamplerSetti
                          "grey_original": float(originals[i][region].mean()),
                          "grey_repaired": float(repaired[c][i][region].mean())})
     pd.DataFrame(rows).drop(columns="seconds").to_csv(out_dir / "patches.tsv", sep="\t", index=False)
-    run = {"settings": {**asdict(settings), "tiling": asdict(settings.tiling), "repaint": asdict(settings.repaint)},
+    run = {"settings": settings_record(settings),
            "conditions": conditions, "references": {k: asdict(v) for k, v in references.items()}, "seeds": seeds,
            "model": {"name": model.card["name"], "sha256": model.weights_sha256}, "device": str(device),
            "patches": n, "code_version": version}
