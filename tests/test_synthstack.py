@@ -10,7 +10,8 @@ import pandas as pd
 from cytopaint.io import volume
 from cytopaint.cli import main
 from cytopaint.io.sections import read_sections
-from cytopaint.synth.stack import pyramid_levels
+from cytopaint.synth.spec import SectionSpec
+from cytopaint.synth.stack import pyramid_levels, write_synthetic_section
 
 
 def _write(out: Path) -> None:
@@ -36,6 +37,15 @@ def test_synth_writes_a_valid_stack_with_truth(tmp_path: Path) -> None:
         assert not np.array_equal(image, intact)
         cells = pd.read_csv(tmp_path / "s" / "truth" / f"{row.section}.cells.tsv", sep="\t")
         assert len(cells) > 50 and {"y", "x", "area_um2"} <= set(cells.columns)
+
+
+def test_cell_centroids_are_in_section_pixels_across_rendering_windows(tmp_path: Path) -> None:
+    spec = SectionSpec(seed=5, shape=(200, 300), pixel_size_um=2.0, damaged_fraction=0.0)
+    paths = write_synthetic_section(spec, "w", tmp_path, chunks=64, window=64)  # 4 x 5 windows
+    cells = pd.read_csv(paths["cells"], sep="\t")
+    assert np.allclose(cells["y"], cells["y_um"] / 2.0 - 0.5) and np.allclose(cells["x"], cells["x_um"] / 2.0 - 0.5)
+    assert cells["y"].max() > 136 and cells["x"].max() > 236  # cells of the last window row and column
+    assert (cells[["y", "x"]] >= -0.5).all().all() and (cells["y"] < 199.5).all() and (cells["x"] < 299.5).all()
 
 
 def test_synth_is_deterministic(tmp_path: Path) -> None:

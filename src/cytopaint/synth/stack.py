@@ -4,7 +4,7 @@ Per section ``ID`` under the output folder:
 
 - ``ID.ome.zarr``: the damaged image with ``labels/artifacts`` (0 none, 1 tear, 2 missing, 3 fold, 4 crystal);
 - ``truth/ID.ome.zarr``: the intact image with ``labels/layer`` and ``labels/area``;
-- ``truth/ID.cells.tsv``: ground-truth somata (centroid in px, area in µm², type, layer);
+- ``truth/ID.cells.tsv``: ground-truth somata (centroid in section px and µm, area in µm², type, layer);
 
 plus ``sections.tsv`` (the workflow's sections table) listing every section written.
 """
@@ -58,7 +58,7 @@ def write_synthetic_section(spec: SectionSpec, section: str, out_dir: Path, *, c
         writer.write_region(truth, win["intact"], y0, x0)
         writer.write_region(truth, win["layer"], y0, x0, label="layer")
         writer.write_region(truth, win["area"], y0, x0, label="area")
-        cells.append(win["cells"])
+        cells.append(win["cells"].assign(y=win["cells"]["y"] + y0, x=win["cells"]["x"] + x0))  # section px
     for path, labels in ((image, ["artifacts"]), (truth, ["layer", "area"])):
         pyramid.rebuild_pyramid(path)
         for name in labels:
