@@ -149,16 +149,24 @@ def train_network(sampler: BalancedSampler, config: ClassifierConfig, *, steps: 
     return network.eval(), losses
 
 
+def predict_patches(network: AreaClassifier, sec: LabelledSection, batch_size: int = 32) -> np.ndarray:
+    """Predicted class index of each of the section's patches."""
+    side = network.config.input_px * sec.factor
+    predicted = np.zeros(len(sec.labels), np.int64)
+    for i in range(0, len(sec.labels), batch_size):
+        crops = np.stack([sec.image[y:y + side, x:x + side] for y, x in sec.origins[i:i + batch_size]])
+        _, probs = classify(network, crops, sec.factor, batch_size)
+        predicted[i:i + len(crops)] = probs.argmax(1)
+    return predicted
+
+
 def evaluate(network: AreaClassifier, sections: Sequence[LabelledSection], batch_size: int = 32) -> dict[str, Any]:
     """Accuracy, patch count and confusion matrix (rows true, columns predicted) over the sections' patches."""
     n = network.config.n_classes
     confusion = np.zeros((n, n), np.int64)
     for sec in sections:
-        side = network.config.input_px * sec.factor
-        for i in range(0, len(sec.labels), batch_size):
-            crops = np.stack([sec.image[y:y + side, x:x + side] for y, x in sec.origins[i:i + batch_size]])
-            _, probs = classify(network, crops, sec.factor, batch_size)
-            np.add.at(confusion, (sec.labels[i:i + batch_size], probs.argmax(1)), 1)
+        if len(sec.labels):
+            np.add.at(confusion, (sec.labels, predict_patches(network, sec, batch_size)), 1)
     total = int(confusion.sum())
     if not total:
         raise ValueError("no held-out patches qualify (>= 90% tissue, >= 90% of it one area)")
