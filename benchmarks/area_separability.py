@@ -22,15 +22,15 @@ import numpy as np
 import pandas as pd
 
 from cytopaint.models.classifier import load_classifier
-from cytopaint.models.classifier_training import CLASSES, load_labelled, predict_patches, truth_stores
-from cytopaint.models.separability import (FEATURES, TruthPatches, accuracy_by_cortex_share, confusion, fit_oracle,
-                                           oracle_predict, truth_patches)
+from cytopaint.models.classifier_training import (CLASSES, confusion_matrix, load_labelled, predict_patches,
+                                                 truth_stores)
+from cytopaint.models.separability import (FEATURES, TruthPatches, accuracy_by_cortex_share, fit_oracle, oracle_predict,
+                                           truth_patches)
 from cytopaint.runtime import code_version_string
 
 
-def gather(table: str, input_um: float, stride_um: float) -> list[TruthPatches]:
-    return [truth_patches(s, store, store.parent / f"{s}.cells.tsv", input_um, stride_um)
-            for s, store in truth_stores(table)]
+def gather(stores: list[tuple[str, Path]], input_um: float, stride_um: float) -> list[TruthPatches]:
+    return [truth_patches(s, store, store.parent / f"{s}.cells.tsv", input_um, stride_um) for s, store in stores]
 
 
 def main() -> None:
@@ -44,15 +44,16 @@ def main() -> None:
     args = ap.parse_args()
     clf = load_classifier(args.classifier)
     input_um = clf.input_um
-    train = gather(args.train, input_um, input_um / 8)
-    held = gather(args.held_out, input_um, input_um / 2)
+    held_stores = truth_stores(args.held_out)
+    train = gather(truth_stores(args.train), input_um, input_um / 8)
+    held = gather(held_stores, input_um, input_um / 2)
     x = np.concatenate([t.features for t in train])
     y = np.concatenate([t.labels for t in train])
     net = fit_oracle(x, y, len(CLASSES), seed=args.seed, steps=args.oracle_steps)
     truth = np.concatenate([h.labels for h in held])
     oracle = np.concatenate([oracle_predict(net, h.features) for h in held])
     cnn = []
-    for h, (s, store) in zip(held, truth_stores(args.held_out)):
+    for h, (s, store) in zip(held, held_stores):
         sec = load_labelled(s, store, clf.pixel_size_um, clf.input_px, clf.input_px // 2)
         if not np.array_equal(sec.origins, h.origins):
             raise RuntimeError(f"{s}: the classifier's held-out patches differ from the oracle's")
@@ -74,8 +75,8 @@ def main() -> None:
         "train_patches": int(len(y)), "held_out_patches": int(len(truth)), "seed": args.seed,
         "oracle_steps": args.oracle_steps,
         "train": args.train, "held_out": args.held_out, "code_version": code_version_string(),
-        "confusion_oracle": confusion(truth, oracle, len(CLASSES)).tolist(),
-        "confusion_classifier": confusion(truth, cnn, len(CLASSES)).tolist(),
+        "confusion_oracle": confusion_matrix(truth, oracle, len(CLASSES)).tolist(),
+        "confusion_classifier": confusion_matrix(truth, cnn, len(CLASSES)).tolist(),
         "by_cortex_share": table.to_dict(orient="records"),
     }
     (args.out / "separability.json").write_text(json.dumps(record, indent=1))

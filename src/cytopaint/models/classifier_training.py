@@ -160,13 +160,18 @@ def predict_patches(network: AreaClassifier, sec: LabelledSection, batch_size: i
     return predicted
 
 
+def confusion_matrix(truth: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
+    """Counts of (true, predicted) class pairs: rows true, columns predicted."""
+    m = np.zeros((n_classes, n_classes), np.int64)
+    np.add.at(m, (truth, predicted), 1)
+    return m
+
+
 def evaluate(network: AreaClassifier, sections: Sequence[LabelledSection], batch_size: int = 32) -> dict[str, Any]:
     """Accuracy, patch count and confusion matrix (rows true, columns predicted) over the sections' patches."""
     n = network.config.n_classes
-    confusion = np.zeros((n, n), np.int64)
-    for sec in sections:
-        if len(sec.labels):
-            np.add.at(confusion, (sec.labels, predict_patches(network, sec, batch_size)), 1)
+    confusion = sum((confusion_matrix(sec.labels, predict_patches(network, sec, batch_size), n) for sec in sections),
+                    np.zeros((n, n), np.int64))
     total = int(confusion.sum())
     if not total:
         raise ValueError("no held-out patches qualify (>= 90% tissue, >= 90% of it one area)")

@@ -127,13 +127,6 @@ def oracle_predict(net: torch.nn.Module, x: np.ndarray) -> np.ndarray:
         return net(xt).argmax(1).numpy()
 
 
-def confusion(truth: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
-    """Rows true, columns predicted."""
-    m = np.zeros((n_classes, n_classes), np.int64)
-    np.add.at(m, (truth, predicted), 1)
-    return m
-
-
 def accuracy_by_cortex_share(truth: np.ndarray, predicted: dict[str, np.ndarray], cortex: np.ndarray,
                              edges: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0)) -> pd.DataFrame:
     """Accuracy of each predictor over all patches and per bin of the patches' grey-matter share."""
