@@ -48,7 +48,7 @@ def main() -> None:
                               ("mask and plane in memory", section.in_memory())):
             start = time.perf_counter()
             for _ in range(args.repeats):
-                prepare_tiles(source, owners, tiles, [], model.tile_size, model.normalization)
+                prepare_tiles(source, owners, tiles, [], model.sides, model.normalization)
             per_tile = (time.perf_counter() - start) / args.repeats / len(tiles)
             print(f"{label:<40} {per_tile * 1e3:6.2f} ms per tile")
 

@@ -41,11 +41,14 @@ def masks(draw: st.DrawFn) -> np.ndarray:
 
 @FAST
 @given(mask=masks(), tile=st.integers(4, 24), core_fraction=st.sampled_from([0.25, 0.5, 0.75, 1.0]),
-       margin=st.integers(0, 3), min_known=st.sampled_from([0.0, 0.2, 0.5]), max_batch=st.integers(1, 5))
-def test_every_dilated_pixel_has_exactly_one_owner(mask, tile, core_fraction, margin, min_known, max_batch) -> None:
+       margin=st.integers(0, 3), min_known=st.sampled_from([0.0, 0.2, 0.5]), max_batch=st.integers(1, 5),
+       small=st.booleans())
+def test_every_dilated_pixel_has_exactly_one_owner(mask, tile, core_fraction, margin, min_known, max_batch,
+                                                   small) -> None:
     core = max(1, int(round(tile * core_fraction)))
+    sides = tuple(range(2, tile)) if small else ()  # every smaller window side, to stress the shrinking
     plan = plan_tiles(mask, factor=1, shape=mask.shape, tile_size=tile, core_size=core, margin_px=margin,
-                      min_known=min_known, section="S", seed=3, max_batch=max_batch)
+                      min_known=min_known, section="S", seed=3, max_batch=max_batch, window_sides=sides)
     check_plan(plan, mask, 1, mask.shape, margin, min_known)
 
 

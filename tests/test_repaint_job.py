@@ -93,6 +93,27 @@ def test_tile_results_do_not_depend_on_batching_and_reruns_are_identical(section
     assert all(np.array_equal(outs[0], o) for o in outs[1:])  # also when a job samples its tiles one by one
 
 
+def test_small_windows_repair_exactly_the_dilated_mask_alone_or_batched_with_whole_tiles(model: str,
+                                                                                     tmp_path: Path) -> None:
+    # a hole larger than a tile and two specks: a speck fits the central half of an 8 px window
+    src = make_section(tmp_path / "s.ome.zarr", (64, 64), holes=[(20, 20, 14, 18), (50, 4, 1, 1), (6, 50, 2, 2)])
+    outs, plans = [], []
+    for name, max_batch in (("mixed", 8), ("alone", 1)):
+        plan_section(Section("s", str(src), f"{src}#labels/artifacts"), model,
+                     TilingConfig(margin_um=0, max_batch=max_batch, min_window=8), None, tmp_path / name / "plan")
+        plan, _ = read_plan_dir(tmp_path / name / "plan")
+        assert sorted(set(plan["height"])) == [8, 16] and (plan["height"] == plan["width"]).all()
+        plans.append(plan)
+        outs.append(_compose(src, _run_all(src, model, tmp_path / name / "plan", tmp_path / name / "b")))
+    assert (plans[0].groupby("batch")["height"].nunique() == 2).any()  # 8 and 16 px tiles in one job
+    (out, owned), (alone, _) = outs
+    image = np.asarray(volume.open_level(str(src)))
+    mask = np.asarray(volume.open_level(f"{src}#labels/artifacts")) > 0
+    assert np.array_equal(owned, mask)
+    assert np.array_equal(out[~owned], image[~owned]) and (out[owned] != image[owned]).mean() > 0.5
+    assert np.array_equal(out, alone)
+
+
 def test_gpu_jobs_are_sized_by_expected_run_time(section: Path, model: str, tmp_path: Path) -> None:
     # 10 NFE per tile at 0.5 s each: 5 s a tile, so a 15 s job takes 3 tiles
     cfg = TilingConfig(margin_um=2, max_batch=1, job_minutes=0.25, seconds_per_nfe=0.5)

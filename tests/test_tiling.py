@@ -72,15 +72,37 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("small", [False, True])
 @pytest.mark.parametrize(("factor", "shape", "tile", "core", "margin", "min_known"), CASES)
-def test_plan_guarantees_at_level_0(factor, shape, tile, core, margin, min_known):
+def test_plan_guarantees_at_level_0(factor, shape, tile, core, margin, min_known, small):
     fy, fx = (factor, factor) if isinstance(factor, int) else factor
     rng = np.random.default_rng(7)
     mask = blobs((-(-shape[0] // fy), -(-shape[1] // fx)), 6, rng, max_r=12 // fy + 1)
     plan = plan_tiles(mask, factor=factor, shape=shape, tile_size=tile, core_size=core, margin_px=margin,
-                      min_known=min_known, section="S", seed=1, max_batch=3)
+                      min_known=min_known, section="S", seed=1, max_batch=3,
+                      window_sides=(tile // 2, tile // 4) if small else ())
     assert len(plan) > 0
     check_plan(plan, mask, factor, shape, margin, min_known)
+
+
+def test_a_tile_that_owns_little_gets_the_smallest_window_that_holds_it_with_context():
+    mask = np.zeros((64, 64), dtype=bool)  # factor 4: a 256 px plane
+    mask[10, 12] = True  # a crystal: level-0 [40, 44) x [48, 52)
+    mask[30:60, 40:44] = True  # a long thin tear
+    kwargs = dict(factor=4, shape=(256, 256), tile_size=64, margin_px=3, min_known=0.25, section="S", seed=0)
+    full = plan_tiles(mask, **kwargs)
+    plan = plan_tiles(mask, **kwargs, window_sides=(32, 16, 8))
+    assert list(plan["tile"]) == list(full["tile"]) and (plan["seed"] == full["seed"]).all()
+    crystal = plan[(plan["core_y0"] <= 40) & (plan["core_y0"] + plan["core_height"] > 40)
+                   & (plan["core_x0"] <= 48) & (plan["core_x0"] + plan["core_width"] > 48)].iloc[0]
+    # dilated by 3 it meets 3 x 3 mask pixels: [36, 48) x [44, 56), 12 px a side (an upper bound of
+    # what it owns), which fits half of 32 (core fraction 0.5) and not half of 16
+    assert (crystal.height, crystal.width) == (32, 32)
+    assert (crystal.y0, crystal.x0) == (42 - 16, 50 - 16)  # centred on what it owns
+    assert crystal.known_fraction == pytest.approx(1 - 144 / 32**2)  # a lower bound at factor 4
+    later = plan[plan["wave"] > 0]
+    assert len(later) and (later[["height", "width"]] == 64).all(axis=None), "later waves keep whole tiles"
+    check_plan(plan, mask, 4, (256, 256), 3, 0.25)
 
 
 @pytest.mark.parametrize("factor", [1, 2, 3, (3, 2)])

@@ -53,6 +53,10 @@ def test_config_round_trip_and_validation() -> None:
         UNetConfig.from_dict({"image_size": 62, "channel_mult": [1, 2, 2]})
 
 
-def test_wrong_tile_size_is_refused(tiny_net: UNet) -> None:
-    with pytest.raises(ValueError, match="16x16"):
-        tiny_net(torch.randn(1, 1, 32, 32), torch.tensor([0]))
+def test_the_network_samples_at_its_tile_and_its_halvings_only(tiny_net: UNet) -> None:
+    assert tiny_net.config.sides() == (16, 8, 4, 2) and PAPER_1024.sides() == (1024, 512, 256, 128)
+    for side in tiny_net.config.sides():
+        assert tiny_net(torch.randn(2, 1, side, side), torch.tensor([0, 5])).shape == (2, 2, side, side)
+    for shape in ((32, 32), (12, 12), (16, 8)):
+        with pytest.raises(ValueError, match="square tiles of side 16, 8, 4, 2 px"):
+            tiny_net(torch.randn(1, 1, *shape), torch.tensor([0]))

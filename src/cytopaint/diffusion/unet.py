@@ -57,11 +57,24 @@ class UNetConfig:
         d["attention_resolutions"] = list(self.attention_resolutions)
         return d
 
+    @property
+    def divisor(self) -> int:
+        """Every side the network takes is a multiple of this: stem_unshuffle x 2^(levels-1)."""
+        return self.stem_unshuffle * 2 ** (len(self.channel_mult) - 1)
+
+    def sides(self) -> tuple[int, ...]:
+        """Square tile sides the network samples at, largest first: ``image_size`` and its halvings
+        that stay multiples of `divisor`. Convolutions and attention (no positional embedding) take
+        any of them; the network was trained at ``image_size`` only."""
+        out = [self.image_size]
+        while out[-1] % 2 == 0 and (out[-1] // 2) % self.divisor == 0:
+            out.append(out[-1] // 2)
+        return tuple(out)
+
     def validate(self) -> None:
-        levels = len(self.channel_mult)
-        if self.image_size % (self.stem_unshuffle * 2 ** (levels - 1)):
+        if self.image_size % self.divisor:
             raise ValueError(f"image_size {self.image_size} is not divisible by stem_unshuffle x 2^(levels-1) = "
-                             f"{self.stem_unshuffle * 2 ** (levels - 1)}")
+                             f"{self.divisor}")
         for mult in self.channel_mult:
             if (self.model_channels * mult) % self.num_head_channels:
                 raise ValueError("every level's channel count must be a multiple of num_head_channels")
@@ -194,8 +207,9 @@ class UNet(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         cfg = self.config
-        if x.shape[-2:] != (cfg.image_size, cfg.image_size):
-            raise ValueError(f"the network takes {cfg.image_size}x{cfg.image_size} px tiles, got {tuple(x.shape[-2:])}")
+        if x.shape[-1] != x.shape[-2] or x.shape[-1] not in cfg.sides():
+            raise ValueError(f"the network takes square tiles of side {', '.join(map(str, cfg.sides()))} px, "
+                             f"got {tuple(x.shape[-2:])}")
         emb = self.time_embed(timestep_embedding(t, cfg.model_channels).to(x.dtype))
         if cfg.stem_unshuffle > 1:
             x = F.pixel_unshuffle(x, cfg.stem_unshuffle)

@@ -100,21 +100,20 @@ def repair_patches(images: Sequence[np.ndarray], holes: Sequence[np.ndarray], pi
             for b in sorted(int(v) for v in sched["batch"].unique()):
                 earlier = [t for d in p.deps.get(b, []) for t in done[p.section.id, d]]
                 groups.append((p, b, prepare_tiles(p.section, p.owners, sched[sched["batch"] == b], earlier,
-                                                   model.tile_size, norm)))
+                                                   model.sides, norm)))
         flat = [t for _, _, ts in groups for t in ts]
-        generated = []
+        generated: list[np.ndarray] = []
         for i in range(0, len(flat), batch_size):
             ts = time.perf_counter()
             g, nfe = sample_tiles(model, flat[i:i + batch_size], repaint.sampler, device, progress=False)
             sampling += time.perf_counter() - ts
-            generated.append(g)
+            generated.extend(g)
             bar.update(len(g))
-        generated_all = np.concatenate(generated)  # every wave below n_waves has tiles
         k = 0
         for p, b, ts in groups:
             meta = {"section": p.section.id, "batch": b, "wave": wave, "model": {"sha256": model.weights_sha256},
                     "sampler": asdict(repaint.sampler), "nfe_per_tile": nfe}
-            done[p.section.id, b] = finish_tiles(ts, generated_all[k:k + len(ts)], norm, nfe)
+            done[p.section.id, b] = finish_tiles(ts, generated[k:k + len(ts)], norm, nfe)
             write_batch(p.batch_dir / f"batch_{b}.npz", done[p.section.id, b], meta)
             k += len(ts)
     bar.close()

@@ -55,6 +55,11 @@ class PackagedModel:
         return int(self.card["tile_size"])
 
     @property
+    def sides(self) -> tuple[int, ...]:
+        """Square tile sides the network samples at, ``tile_size`` first (`UNetConfig.sides`)."""
+        return self.network.config.sides()
+
+    @property
     def normalization(self) -> Normalization:
         return Normalization.from_card(self.card["normalization"])
 

@@ -3,8 +3,10 @@ blender and QC share.
 
 The dilated mask D is the level-0 artifact mask (nearest upsampling of the coarse mask; nothing
 outside the image plane) dilated by a Euclidean disk of ``margin_px``. A tile *owns* exactly
-D ∩ its core. Cores partition the plane, so every pixel of D has exactly one owner, whatever the
-waves, and every generated pixel is written once: nothing is averaged. When a tile is sampled,
+D ∩ its core. Grid cores partition the plane, and a core cut to a smaller window
+(`cytopaint.plan.windows`) keeps every pixel of D its grid core held, so every pixel of D has
+exactly one owner, whatever the waves, and every generated pixel is written once: nothing is
+averaged. When a tile is sampled,
 the *known* pixels of its window are those outside D and those owned by tiles of earlier waves;
 everything else in the window is generated, and only its own pixels are kept.
 

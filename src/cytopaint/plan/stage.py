@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cytopaint.diffusion.unet import UNetConfig
 from cytopaint.geometry import Box, row_runs
 from cytopaint.io import volume
 from cytopaint.io.atomic import write_text
@@ -44,6 +45,7 @@ class TilingConfig:
     min_known: float = 0.25
     min_known_floor: float | None = None
     max_batch: int = 8
+    min_window: int | None = None
     seed: int = 0
     job_minutes: float | None = None
     seconds_per_nfe: float | None = None
@@ -52,6 +54,8 @@ class TilingConfig:
         if (self.job_minutes is None) != (self.seconds_per_nfe is None):
             raise ValueError("tiling.job_minutes and tiling.seconds_per_nfe go together: the GPU job length to aim "
                              "at, and the seconds per network evaluation per tile on that GPU (cytopaint bench)")
+        if self.min_window is not None and self.min_window < 1:
+            raise ValueError(f"tiling.min_window must be >= 1 px, got {self.min_window}")
         for name in ("job_minutes", "seconds_per_nfe"):
             value = getattr(self, name)
             if value is not None and not value > 0:
@@ -65,6 +69,14 @@ class TilingConfig:
         if nfe_per_tile is None or nfe_per_tile < 1:
             raise ValueError("tiling.job_minutes needs the sampler's network evaluations per tile")
         return max(1, int(self.job_minutes * 60 // (nfe_per_tile * self.seconds_per_nfe)))
+
+    def window_sides(self, card: dict[str, Any]) -> tuple[int, ...]:
+        """Window sides below the model's tile that tiles owning little may take: the network's
+        (`UNetConfig.sides`) from ``min_window`` up; none when ``min_window`` is None."""
+        if self.min_window is None:
+            return ()
+        sides = UNetConfig.from_dict(card["architecture"]["config"]).sides()
+        return tuple(s for s in sides if self.min_window <= s < int(card["tile_size"]))
 
     def expected_minutes(self, tiles: int, nfe_per_tile: int | None) -> float | None:
         """GPU minutes of a job of ``tiles`` tiles, when ``seconds_per_nfe`` is known (network time only)."""
@@ -161,7 +173,8 @@ def plan_section(section: Section, model_ref: str, config: TilingConfig, normali
     per_batch = config.tiles_per_batch(nfe_per_tile)
     plan = plan_tiles(mask, factor=factor, shape=info.plane_shape, tile_size=tile, section=section.id,
                       seed=config.seed, core_size=core, margin_px=margin_px, min_known=config.min_known,
-                      min_known_floor=config.min_known_floor, max_batch=per_batch)
+                      min_known_floor=config.min_known_floor, max_batch=per_batch,
+                      window_sides=config.window_sides(card))
     plan, review_record = apply_review(plan, review, section.id, config.seed)
     check_context(section, plan)
     out_dir.mkdir(parents=True, exist_ok=True)

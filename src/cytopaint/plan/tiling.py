@@ -3,7 +3,8 @@
 `plan_tiles` assembles the plan from its parts: the tile grid (`cytopaint.plan.grid`), per-core
 pixel counts from the coarse mask (`cytopaint.plan.coarse`), the ownership contract
 (`cytopaint.plan.ownership`), the wave scheduler (`cytopaint.plan.schedule`) and tile seeds
-(`cytopaint.plan.seeds`), into the plan table (`cytopaint.plan.table`).
+(`cytopaint.plan.seeds`), into the plan table (`cytopaint.plan.table`); tiles that own little get
+smaller windows (`cytopaint.plan.windows`) when the model samples at smaller sides.
 
 Behind a straight front a fully damaged tile sees only its leading border as known:
 (T - C) // 2 / T of the window (0.25 for C = T/2), so peeling a hole wider than a tile needs
@@ -21,6 +22,7 @@ tiles.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -30,6 +32,7 @@ from .grid import Factor, axis_grid, factors
 from .schedule import batches, neighbourhoods, waves
 from .seeds import tile_seeds
 from .table import STATUSES, empty_plan, frame
+from .windows import shrink_windows
 
 
 def plan_tiles(
@@ -45,6 +48,7 @@ def plan_tiles(
     min_known: float = 0.5,
     min_known_floor: float | None = None,
     max_batch: int = 8,
+    window_sides: Sequence[int] = (),
 ) -> pd.DataFrame:
     """Plan the repaint of one section: tiles, owners, outside-in waves, batches and seeds.
 
@@ -70,6 +74,10 @@ def plan_tiles(
     max_batch
         Batches hold at most this many tiles of one wave, in row-major order, numbered across
         the section.
+    window_sides
+        Smaller window sides the model samples at (`cytopaint.diffusion.unet.UNetConfig.sides`):
+        a tile whose owned pixels fit in the central core fraction of one gets that window
+        (`cytopaint.plan.windows.shrink_windows`); none by default.
 
     Returns
     -------
@@ -116,7 +124,7 @@ def plan_tiles(
     frac = known / area
     status = np.array(STATUSES, dtype=object)[np.where(scheduled, relaxed.astype(int), 2)]  # ok, relaxed, short
     r, c = rows[order], cols[order]
-    return frame({
+    plan = frame({
         "section": np.full(n, section, dtype=object),
         "tile": [f"r{y:05d}c{x:05d}" for y, x in zip(r.tolist(), c.tolist(), strict=True)],
         "row": r,
@@ -136,3 +144,6 @@ def plan_tiles(
         "known_fraction": frac[order],
         "status": status[order],
     })
+    if not window_sides:
+        return plan
+    return shrink_windows(plan, mask, (fy, fx), (height, width), margin_px, window_sides, core / tile_size, min_known)

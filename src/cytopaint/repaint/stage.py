@@ -8,7 +8,6 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -83,13 +82,13 @@ def run_batch(section: Section, plan: pd.DataFrame, batch: int, earlier_batch_fi
     norm = normalization_for(section.info.dtype, model.normalization, config.normalization)
     windows = [window_box(t) for t in tiles.itertuples(index=False)]
     earlier = [t for f in earlier_batch_files for t in read_tiles_meeting(f, windows)]  # only what gives context
-    inputs = prepare_tiles(section, Owners(plan), tiles, earlier, model.tile_size, norm)
+    inputs = prepare_tiles(section, Owners(plan), tiles, earlier, model.sides, norm)
     sampling = JobClock()
     groups = range(0, len(inputs), config.gpu_batch)  # sampler calls; each tile has its own seed
     parts = [sample_tiles(model, inputs[i:i + config.gpu_batch], config.sampler, device, progress,
                           f"{section.id} batch {batch}" + (f" ({k + 1}/{len(groups)})" if len(groups) > 1 else ""))
              for k, i in enumerate(groups)]
-    generated, nfe = np.concatenate([g for g, _ in parts]), parts[0][1]
+    generated, nfe = [g for gs, _ in parts for g in gs], parts[0][1]
     sample_seconds = sampling.seconds()
     job = clock.record()
     meta = {
