@@ -183,6 +183,23 @@ def test_batches():
         assert group["batch"].nunique() == -(-len(group) // 3)
 
 
+def test_batches_count_small_windows_by_their_share_of_a_tile():
+    mask = np.zeros((128, 128), dtype=bool)
+    mask[4::16, 4::16] = True  # 64 specks, one per 16 px core, each in a 4 px window (1/16 of a tile)
+    mask[90:120, 90:120] = True  # and a hole that takes whole tiles
+    kwargs = dict(factor=1, shape=(128, 128), tile_size=16, min_known=0.25, section="S", seed=0, max_batch=2)
+    plan = plan_tiles(mask, **kwargs, window_sides=(8, 4))
+    sched = plan[plan["wave"] >= 0]
+    cost = sched["height"] * sched["width"] / 16**2
+    load = cost.groupby(sched["batch"]).sum()
+    assert (load <= 2).all() and sched.groupby("batch").size().max() == 32  # 32 specks cost 2 tiles
+    assert list(load.index) == list(range(len(load))) and (sched.groupby("batch")["wave"].nunique() == 1).all()
+    assert sched["batch"].is_monotonic_increasing
+    check_plan(plan, mask, 1, (128, 128), 0, 0.25)
+    whole = plan_tiles(mask, **kwargs)
+    assert whole.groupby("batch").size().max() == 2 and whole["batch"].max() > plan["batch"].max()
+
+
 def test_image_smaller_than_tile():
     mask = np.zeros((20, 50), dtype=bool)
     mask[8:12, 20:26] = True

@@ -139,10 +139,23 @@ def waves(
     return wave, np.where(wave >= 0, known_at_run, known), relaxed
 
 
-def batches(wave: np.ndarray, max_batch: int) -> np.ndarray:
-    """Batch ids for tiles sorted by (wave, row-major key), unscheduled (-1) last."""
+def batches(wave: np.ndarray, max_batch: int, cost: np.ndarray | None = None) -> np.ndarray:
+    """Batch ids for tiles sorted by (wave, row-major key), unscheduled (-1) last.
+
+    A batch holds at most ``max_batch`` tiles of one wave, or, with ``cost`` (each tile's share of a
+    whole tile's sampling time, e.g. 1/16 for a 256 px window of a 1024 px model), as many as cost
+    at most ``max_batch`` whole tiles, taken greedily in order.
+    """
     scheduled = wave[wave >= 0]
-    counts = np.bincount(scheduled)
-    base = np.concatenate([[0], np.cumsum(-(-counts // max_batch))])
-    pos = np.arange(scheduled.size) - np.searchsorted(scheduled, scheduled)
-    return np.concatenate([base[scheduled] + pos // max_batch, np.full(wave.size - scheduled.size, -1)])
+    if cost is None:
+        counts = np.bincount(scheduled)
+        base = np.concatenate([[0], np.cumsum(-(-counts // max_batch))])
+        pos = np.arange(scheduled.size) - np.searchsorted(scheduled, scheduled)
+        return np.concatenate([base[scheduled] + pos // max_batch, np.full(wave.size - scheduled.size, -1)])
+    out = np.full(wave.size, -1, dtype=np.int64)
+    batch, load, last = -1, 0.0, -1
+    for i in range(scheduled.size):
+        if scheduled[i] != last or load + cost[i] > max_batch + 1e-9:
+            batch, load, last = batch + 1, 0.0, scheduled[i]
+        out[i], load = batch, load + float(cost[i])
+    return out

@@ -73,7 +73,7 @@ def plan_tiles(
         context, if that reaches the floor (status ``relaxed``), and then goes on at ``min_known``.
     max_batch
         Batches hold at most this many tiles of one wave, in row-major order, numbered across
-        the section.
+        the section; a tile with a smaller window counts as its share of a whole tile's pixels.
     window_sides
         Smaller window sides the model samples at (`cytopaint.diffusion.unet.UNetConfig.sides`):
         a tile whose owned pixels fit in the central core fraction of one gets that window
@@ -146,4 +146,6 @@ def plan_tiles(
     })
     if not window_sides:
         return plan
-    return shrink_windows(plan, mask, (fy, fx), (height, width), margin_px, window_sides, core / tile_size, min_known)
+    plan = shrink_windows(plan, mask, (fy, fx), (height, width), margin_px, window_sides, core / tile_size, min_known)
+    plan["batch"] = batches(plan["wave"].to_numpy(), max_batch, (plan["height"] * plan["width"]).to_numpy() / area)
+    return plan
