@@ -101,8 +101,9 @@ def test_small_windows_repair_exactly_the_dilated_mask_alone_or_batched_with_who
     for name, max_batch in (("mixed", 8), ("alone", 1)):
         plan_section(Section("s", str(src), f"{src}#labels/artifacts"), model,
                      TilingConfig(margin_um=0, max_batch=max_batch, min_window=8), None, tmp_path / name / "plan")
-        plan, _ = read_plan_dir(tmp_path / name / "plan")
+        plan, summary = read_plan_dir(tmp_path / name / "plan")
         assert sorted(set(plan["height"])) == [8, 16] and (plan["height"] == plan["width"]).all()
+        assert summary["windows"] == {str(k): int(v) for k, v in plan["height"].value_counts().items()}
         plans.append(plan)
         outs.append(_compose(src, _run_all(src, model, tmp_path / name / "plan", tmp_path / name / "b")))
     assert (plans[0].groupby("batch")["height"].nunique() == 2).any()  # 8 and 16 px tiles in one job

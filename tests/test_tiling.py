@@ -183,6 +183,15 @@ def test_batches():
         assert group["batch"].nunique() == -(-len(group) // 3)
 
 
+def test_a_small_window_stays_inside_its_tile_window_and_reads_nothing_its_wave_generates():
+    mask = np.zeros((8, 8), dtype=bool)
+    mask[0, 1] = True  # dilated by 3 it spans two cores of 4 (= tiles): both run in the first wave
+    plan = plan_tiles(mask, factor=1, shape=(8, 8), tile_size=4, core_size=4, margin_px=3, min_known=0.0,
+                      section="S", seed=0, window_sides=(3, 2))
+    assert (plan["wave"] == 0).all() and (plan["height"] < 4).any()
+    check_plan(plan, mask, 1, (8, 8), 3, 0.0)  # a window centred on the right core's pixels would read the left's
+
+
 def test_batches_count_small_windows_by_their_share_of_a_tile():
     mask = np.zeros((128, 128), dtype=bool)
     mask[4::16, 4::16] = True  # 64 specks, one per 16 px core, each in a 4 px window (1/16 of a tile)

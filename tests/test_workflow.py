@@ -8,12 +8,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from conftest import make_section, write_sections_table
 
 from cytopaint.models import package as modelpkg
 
+from cytopaint.paths import SectionPaths
 from cytopaint.plan.ownership import dilated_window
 
 from cytopaint.io import volume, writer
@@ -37,11 +39,13 @@ def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     return out
 
 
-HOLES = {"s0": [(20, 30, 12, 20)], "s1": [(60, 10, 6, 30), (5, 70, 10, 10)], "s2": [(40, 40, 30, 30)]}
+# s2's speck straddles four cores: each owns a corner of it, small enough for an 8 px window
+HOLES = {"s0": [(20, 30, 12, 20)], "s1": [(60, 10, 6, 30), (5, 70, 10, 10)], "s2": [(40, 40, 30, 30), (87, 87, 1, 1)]}
 
 
-def write_stack(work: Path, sections=SECTIONS) -> None:
-    """96x96 px sections (1 µm) with rectangular holes, their table, a tiny model and a fast config."""
+def write_stack(work: Path, sections=SECTIONS, min_window: int | None = None) -> None:
+    """96x96 px sections (1 µm) with rectangular holes, their table, a tiny model and a fast config
+    (``min_window``: `tiling.min_window`)."""
     import torch
 
     from conftest import TINY
@@ -61,19 +65,21 @@ def write_stack(work: Path, sections=SECTIONS) -> None:
     modelpkg.save(work / "model", net, name="tiny", diffusion=DiffusionConfig(steps=20), pixel_size_um=1.0,
                   training={"command": "test", "data": [], "seed": 0, "code_version": "test"})
     config = {"sections": "data/sections.tsv", "results": "results", "model": str(work / "model"),
-              "tiling": {"margin_um": 2, "min_known": 0.2, "max_batch": 2},
+              "tiling": {"margin_um": 2, "min_known": 0.2, "max_batch": 2, "min_window": min_window},
               "repaint": {"jump_length": 2, "jump_n_sample": 2, "steps": 4}}
     (work / "config.yaml").write_text(yaml.safe_dump(config))
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory) -> Path:
-    """Three sections and one finished local run."""
+    """Three sections and one finished local run, with small windows where tiles own little."""
     work = tmp_path_factory.mktemp("wf")
-    write_stack(work)
+    write_stack(work, min_window=8)
     inputs_before = tree_digest(work / "data")
     snakemake(work)
     assert tree_digest(work / "data") == inputs_before  # the input stores are never written
+    plan = pd.read_csv(work / SectionPaths("results", "s2").plan_table, sep="\t")
+    assert set(plan["height"]) == {8, 16}  # the speck's tiles sampled 8 px windows
     return work
 
 

@@ -153,7 +153,8 @@ def plan_section(section: Section, model_ref: str, config: TilingConfig, normali
     -------
     dict
         The content of ``plan.json``: the section's stores, plan settings, geometry, mask level,
-        tile, wave and batch counts, the tiles short of context and the review record.
+        tile, wave and batch counts, scheduled tiles per window side, the tiles short of context and
+        the review record.
     """
     check_store(section.image, f"section {section.id}: image")
     check_store(section.mask, f"section {section.id}: mask")
@@ -188,6 +189,8 @@ def plan_section(section: Section, model_ref: str, config: TilingConfig, normali
         "pixel_size_um": model_px, "tiles": int(len(plan)), "scheduled_tiles": int((plan["wave"] >= 0).sum()),
         "waves": int(plan["wave"].max() + 1) if len(plan) and (plan["wave"] >= 0).any() else 0,
         "batches": sorted(int(b) for b in np.unique(plan.loc[plan["batch"] >= 0, "batch"])),
+        "windows": {str(side): int(n) for side, n in
+                    plan.loc[plan["wave"] >= 0, "height"].value_counts().sort_index(ascending=False).items()},
         "insufficient_context": {"tiles": short["tile"].tolist(),
                                  "pixels_upper_bound": int(short["n_owned"].sum())},
         "batching": {"tiles_per_batch": per_batch, "nfe_per_tile": nfe_per_tile,

@@ -4,7 +4,7 @@ A grid tile reads a full model tile (T x T) whatever it owns, so an isolated cry
 costs as much as a tile deep in a fold. A tile whose owned pixels fit in the central
 ``core_fraction`` of a smaller square window of an allowed side S (the network's halvings of T,
 `cytopaint.diffusion.unet.UNetConfig.sides`) is given that window instead, centred on what it
-owns, and its core is cut to the window. The ownership contract is kept: the pixels of D in the old
+owns within its whole window, and its core is cut to the window. The ownership contract is kept: the pixels of D in the old
 core all lie in the new one (the bounding box is taken from the coarse mask, which covers D), so
 every pixel of D still has exactly one owner, and the window is still at least ``min_known`` known.
 Only first-wave tiles are shrunk: isolated small artifacts and the rims of large ones. At T = 1024 a 256 px window costs 1/16 of a tile per network
@@ -54,12 +54,13 @@ def shrink_windows(plan: pd.DataFrame, mask: MaskArray, factor: tuple[int, int],
 
     ``sides`` are the window sides allowed below the tile's own; a tile of the first wave (status ok)
     takes the smallest S whose central ``core_fraction`` holds the bounding box of its owned pixels
-    and whose window, centred on that box and shifted inside the plane, is at least ``min_known``
-    known. Other tiles keep their windows: later waves own the inside of large holes, and a smaller
-    window would need their known context recounted.
+    and whose window, centred on that box and shifted inside the tile's own window, is at least
+    ``min_known`` known. Inside its own window, it reads nothing the wave's scheduling did not
+    allow it (no pixel that a tile of the same wave generates). Other tiles keep their windows:
+    later waves own the inside of large holes, and a smaller window would need their known context
+    recounted.
     """
     fy, fx = factor
-    height, width = shape
     out = plan.copy()
     for i, tile in enumerate(plan.itertuples(index=False)):
         if tile.status != STATUS_OK or tile.wave != 0:
@@ -71,11 +72,12 @@ def shrink_windows(plan: pd.DataFrame, mask: MaskArray, factor: tuple[int, int],
         if ys is None or xs is None:
             continue
         bh, bw = ys[1] - ys[0], xs[1] - xs[0]
+        wy0, wx0 = int(tile.y0), int(tile.x0)
         for side in sorted(s for s in sides if s < min(int(tile.height), int(tile.width))):
-            if max(bh, bw) > core_fraction * side or side > min(height, width):
+            if max(bh, bw) > core_fraction * side:
                 continue
-            y0 = min(max((ys[0] + ys[1] - side) // 2, 0), height - side)
-            x0 = min(max((xs[0] + xs[1] - side) // 2, 0), width - side)
+            y0 = min(max((ys[0] + ys[1] - side) // 2, wy0), wy0 + int(tile.height) - side)
+            x0 = min(max((xs[0] + xs[1] - side) // 2, wx0), wx0 + int(tile.width) - side)
             win, wa, wc = _coarse_dilated(mask, fy, fx, shape, margin_px, y0, y0 + side, x0, x0 + side)
             unknown = _overlap(wa, win.shape[0], fy, y0, y0 + side) @ win @ _overlap(wc, win.shape[1], fx, x0,
                                                                                       x0 + side)
