@@ -4,11 +4,11 @@ A grid tile reads a full model tile (T x T) whatever it owns, so an isolated cry
 costs as much as a tile deep in a fold. A tile whose owned pixels fit in the central
 ``core_fraction`` of a smaller square window of an allowed side S (the network's halvings of T,
 `cytopaint.diffusion.unet.UNetConfig.sides`) is given that window instead, centred on what it
-owns within its whole window, and its core is cut to the window. The ownership contract is kept: the pixels of D in the old
-core all lie in the new one (the bounding box is taken from the coarse mask, which covers D), so
-every pixel of D still has exactly one owner, and the window is still at least ``min_known`` known.
-Only first-wave tiles are shrunk: isolated small artifacts and the rims of large ones. At T = 1024 a 256 px window costs 1/16 of a tile per network
-evaluation.
+owns within its whole window, and its core is cut to the window. The ownership contract is kept:
+the pixels of D in the old core all lie in the new one (the bounding box is taken from the coarse
+mask, which covers D), so every pixel of D still has exactly one owner, and the window is still at
+least ``min_known`` known. Only first-wave tiles are shrunk: isolated small artifacts and the rims
+of large ones. At T = 1024 a 256 px window costs 1/16 of a tile per network evaluation.
 
 Everything here reads the coarse mask of `cytopaint.plan.coarse`: bounding boxes are upper bounds
 and known fractions lower bounds of the level-0 values, exact for a mask at level 0.
@@ -27,7 +27,7 @@ from .table import STATUS_OK
 
 def _coarse_dilated(mask: MaskArray, fy: int, fx: int, shape: tuple[int, int], margin_px: int,
                     y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray, int, int]:
-    """Coarse pixels of D meeting the level-0 box [y0, y1) x [x0, x1), and the box's first coarse row and column."""
+    """Coarse pixels of D meeting the level-0 box [y0, y1) x [x0, x1), and its first coarse row and column."""
     a, b = y0 // fy, -(-y1 // fy)
     c, d = x0 // fx, -(-x1 // fx)
     return dilated_rows(mask, fy, fx, shape, margin_px, a, b)[:, c:d], a, c

@@ -6,9 +6,9 @@ their batch results); the pixels it generates are the ones it owns
 (`cytopaint.plan.ownership.owned_mask`). The noise of every tile comes from its own seed in the
 plan, so its result does not depend on the batch, device or job it ran in (bit-identical on the
 CPU). A window is sampled at the smallest side the network takes that holds it (a tile that owns
-little has a small window, `cytopaint.plan.windows`), padded to that side. The workflow's repaint jobs (`cytopaint.repaint.stage`) and the evaluation
-(`cytopaint.evaluation.ddpm`, which pools the tiles of many patches into one sampler call) share
-these three steps.
+little has a small window, `cytopaint.plan.windows`), padded to that side. The workflow's repaint
+jobs (`cytopaint.repaint.stage`) and the evaluation (`cytopaint.evaluation.ddpm`, which pools the
+tiles of many patches into one sampler call) share these three steps.
 """
 
 from __future__ import annotations
@@ -106,13 +106,14 @@ def prepare_tiles(section: Section, owners: Owners, tiles: pd.DataFrame, earlier
 
 
 def sample_tiles(model: PackagedModel, tiles: list[TileInputs], settings: SamplerSettings,
-                 device: torch.device, progress: bool = True, description: str = "") -> tuple[list[np.ndarray], int]:
+                 device: torch.device, progress: bool = True,
+                 description: str = "") -> tuple[list[np.ndarray], int]:
     """Inpaint ``tiles`` in one sampler call per sampling side, each with the noise of its own seed.
 
-    Returns the generated tiles in the model's range, in order (float32, each of its sampling side),
-    and the network evaluations per tile. A batch that does not fit in the GPU's memory is sampled again in two
-    halves (recursively, down to single tiles): every tile keeps its own seed, so its result is the
-    same (bit for bit on the CPU; on a GPU, as for any other batch composition).
+    Returns the generated tiles in the model's range, in order (float32, each of its sampling
+    side), and the network evaluations per tile. A batch that does not fit in the GPU's memory is
+    sampled again in two halves (recursively, down to single tiles): every tile keeps its own seed,
+    so its result is the same (bit for bit on the CPU; on a GPU, as for any other batch composition).
     """
     by_side: dict[int, list[int]] = {}
     for i, t in enumerate(tiles):
@@ -153,7 +154,8 @@ def _sample(model: PackagedModel, tiles: list[TileInputs], settings: SamplerSett
     return result.images[:, 0].float().cpu().numpy(), result.nfe
 
 
-def finish_tiles(tiles: list[TileInputs], generated: Sequence[np.ndarray], norm: Normalization, nfe: int) -> list[TileResult]:
+def finish_tiles(tiles: list[TileInputs], generated: Sequence[np.ndarray], norm: Normalization,
+                 nfe: int) -> list[TileResult]:
     """Paste each tile's generated pixels into its window, exactly and only where it owns them."""
     out = []
     for t, g in zip(tiles, generated, strict=True):
