@@ -173,7 +173,7 @@ SchedulerType=sched/backfill
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
-MinJobAge=300
+MinJobAge=7200
 ReturnToService=2
 SlurmdParameters=config_overrides
 GresTypes=gpu
@@ -281,7 +281,10 @@ NodeName={node} NodeAddr=127.0.0.1 NodeHostname={node} CPUs={cpus} RealMemory={m
         return ",".join(sorted(states))  # one line per partition
 
     def job_info(self, job_id: str | int) -> dict[str, str]:
-        """``scontrol show job`` as a dict (jobs stay visible for MinJobAge=300 s after they end)."""
+        """``scontrol show job`` as a dict.
+
+        Jobs stay visible for MinJobAge=7200 s after they end: longer than a whole CI run, so a slow
+        machine cannot purge a job before a test reads it (300 s did, on a CI run)."""
         out = self.run("scontrol", "--oneliner", "show", "job", str(job_id)).stdout
         return dict(tok.split("=", 1) for tok in out.split() if "=" in tok)
 
