@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cytopaint.plan.coarse import coarse_dilation
+from cytopaint.plan.coarse import coarse_dilation, dilated_rows
 from cytopaint.plan.ownership import dilated_window, known_mask, owned_mask
 from cytopaint.plan.seeds import tile_seed, tile_seeds
 from cytopaint.plan.table import PLAN_COLUMNS, STATUS_INSUFFICIENT, STATUS_OK, STATUS_RELAXED, read_plan, write_plan
@@ -116,6 +116,17 @@ def test_coarse_dilation_is_exact(factor, margin):
     padded[: shape[0], : shape[1]] = fine
     touched = padded.reshape(mask.shape[0], fy, mask.shape[1], fx).any(axis=(1, 3))
     assert np.array_equal(coarse_dilation(mask, factor, shape, margin), touched)
+
+
+@pytest.mark.parametrize("margin", [0, 3, 9])
+def test_a_block_of_the_coarse_dilation_reads_only_its_halo_and_equals_the_whole(margin):
+    """`dilated_rows` over a column range (as the small-window planner reads it) is that slice of the whole."""
+    shape, (fy, fx) = (90, 101), (3, 2)
+    mask = blobs((30, 51), 6, np.random.default_rng(margin), max_r=2)
+    whole = coarse_dilation(mask, (fy, fx), shape, margin)
+    for a, b, c, d in [(0, 30, 0, 51), (4, 9, 0, 7), (10, 22, 40, 51), (29, 30, 17, 18), (0, 5, 45, 51)]:
+        block = dilated_rows(mask, fy, fx, shape, margin, a, b, cols=(c, d))
+        assert np.array_equal(block, whole[a:b, c:d]), (a, b, c, d)
 
 
 def test_mask_from_a_floor_shaped_level_and_dask_match_numpy():

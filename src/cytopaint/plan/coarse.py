@@ -53,32 +53,36 @@ def check_mask(mask: MaskArray, fy: int, fx: int, shape: tuple[int, int]) -> Non
             raise ValueError(f"mask {axis} extent {n} x {f} px disagrees with the plane's {extent} px")
 
 
-def _coarse_rows(mask: MaskArray, a: int, b: int, fy: int, fx: int, shape: tuple[int, int]) -> np.ndarray:
-    """Coarse rows [a, b) over the image's coarse extent, False outside the mask and the image."""
+def _coarse_block(mask: MaskArray, rows: tuple[int, int], cols: tuple[int, int], fy: int, fx: int,
+                  shape: tuple[int, int]) -> np.ndarray:
+    """Coarse rows [a, b) x columns [c, d), False outside the mask and the image's coarse extent."""
+    (a, b), (c, d) = rows, cols
     hp, wp = -(-shape[0] // fy), -(-shape[1] // fx)
-    out = np.zeros((b - a, wp), dtype=bool)
-    lo, hi = max(a, 0), min(b, mask.shape[0], hp)
-    if lo < hi:
-        block = np.asarray(mask[lo:hi, : min(mask.shape[1], wp)])
-        out[lo - a : hi - a, : block.shape[1]] = block != 0
+    out = np.zeros((b - a, d - c), dtype=bool)
+    ylo, yhi = max(a, 0), min(b, mask.shape[0], hp)
+    xlo, xhi = max(c, 0), min(d, mask.shape[1], wp)
+    if ylo < yhi and xlo < xhi:
+        out[ylo - a : yhi - a, xlo - c : xhi - c] = np.asarray(mask[ylo:yhi, xlo:xhi]) != 0
     return out
 
 
 def dilated_rows(
-    mask: MaskArray, fy: int, fx: int, shape: tuple[int, int], margin_px: int, a: int, b: int
+    mask: MaskArray, fy: int, fx: int, shape: tuple[int, int], margin_px: int, a: int, b: int,
+    cols: tuple[int, int] | None = None,
 ) -> np.ndarray:
-    """Rows [a, b) of `coarse_dilation`, reading only those rows plus a halo."""
+    """Rows [a, b) of `coarse_dilation` (columns ``cols``, default all), reading only those plus a halo."""
     element = coarse_structure(margin_px, (fy, fx))
     ky, kx = element.shape[0] // 2, element.shape[1] // 2
-    rows = _coarse_rows(mask, a - ky, b + ky, fy, fx, shape)
-    out = np.zeros((b - a, rows.shape[1]), dtype=bool)
-    if not rows.any():
+    c, d = cols if cols is not None else (0, -(-shape[1] // fx))
+    block = _coarse_block(mask, (a - ky, b + ky), (c - kx, d + kx), fy, fx, shape)
+    out = np.zeros((b - a, d - c), dtype=bool)
+    if not block.any():
         return out
     # the element is a stack of centred runs: dilate along x once per run length, shift in y
     half = np.array([np.flatnonzero(r).max() - kx for r in element])
     for k in np.unique(half):
-        run = rows if k == 0 else ndimage.maximum_filter1d(rows.view(np.uint8), 2 * k + 1, axis=1, mode="constant")
-        run = run.view(bool)
+        run = block if k == 0 else ndimage.maximum_filter1d(block.view(np.uint8), 2 * k + 1, axis=1, mode="constant")
+        run = run.view(bool)[:, kx : kx + d - c]
         for dy in np.flatnonzero(half == k):
             out |= run[dy : dy + b - a]
     return out

@@ -30,7 +30,7 @@ def _coarse_dilated(mask: MaskArray, fy: int, fx: int, shape: tuple[int, int], m
     """Coarse pixels of D meeting the level-0 box [y0, y1) x [x0, x1), and its first coarse row and column."""
     a, b = y0 // fy, -(-y1 // fy)
     c, d = x0 // fx, -(-x1 // fx)
-    return dilated_rows(mask, fy, fx, shape, margin_px, a, b)[:, c:d], a, c
+    return dilated_rows(mask, fy, fx, shape, margin_px, a, b, cols=(c, d)), a, c
 
 
 def _extent(hits: np.ndarray, first: int, f: int, lo: int, hi: int) -> tuple[int, int] | None:
