@@ -58,9 +58,11 @@ def main() -> None:
         kinds = labels[tuple(nearest)]  # every mask pixel takes the kind of its nearest labelled pixel
         del nearest
         for name, sides in plans.items():
+            planning = time.perf_counter()
             plan = plan_tiles(labels, factor=args.factor, shape=shape, tile_size=args.tile,
                               core_size=max(1, round(args.tile * args.core_fraction)), margin_px=args.margin,
                               min_known=args.min_known, section=f"s{seed}", seed=0, window_sides=sides)
+            planning = time.perf_counter() - planning
             short[name] += int((plan["wave"] < 0).sum())
             for tile in plan[plan["wave"] >= 0].itertuples(index=False):
                 win = window_box(tile)
@@ -76,7 +78,8 @@ def main() -> None:
                 sampled[name] += win.height * win.width * counts / counts.sum()
             windows = plan.loc[plan["wave"] >= 0, "height"].value_counts().sort_index(ascending=False)
             print(f"section {seed} {name}: {len(plan)} tiles ({int((plan['wave'] < 0).sum())} short of context), "
-                  f"windows {', '.join(f'{n} x {s} px' for s, n in windows.items())}", flush=True)
+                  f"windows {', '.join(f'{n} x {s} px' for s, n in windows.items())}; planned in {planning:.1f} s",
+                  flush=True)
         print(f"section {seed}: {time.perf_counter() - start:.0f} s", flush=True)
     print(f"\n{args.sections} sections of {args.size} x {args.size} px at 1 um, mask at 1/{args.factor}, "
           f"{args.damage:.0%} damage; tiles {args.tile} px, core {args.core_fraction:g} of the side, "
