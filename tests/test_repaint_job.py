@@ -95,8 +95,10 @@ def test_tile_results_do_not_depend_on_batching_and_reruns_are_identical(section
 
 def test_small_windows_repair_exactly_the_dilated_mask_alone_or_batched_with_whole_tiles(model: str,
                                                                                      tmp_path: Path) -> None:
-    # a hole larger than a tile and two specks: a speck fits the central half of an 8 px window
-    src = make_section(tmp_path / "s.ome.zarr", (64, 64), holes=[(20, 20, 14, 18), (50, 4, 1, 1), (6, 50, 2, 2)])
+    # a hole larger than a tile and two specks: a speck fits the central half of an 8 px window; two
+    # more at opposite corners of the core [40, 48)^2 split its tile into two parts
+    src = make_section(tmp_path / "s.ome.zarr", (64, 64), holes=[(20, 20, 14, 18), (50, 4, 1, 1), (6, 50, 2, 2),
+                                                                 (40, 40, 1, 1), (47, 47, 1, 1)])
     outs, plans = [], []
     for name, max_batch in (("mixed", 8), ("alone", 1)):
         plan_section(Section("s", str(src), f"{src}#labels/artifacts"), model,
@@ -104,6 +106,7 @@ def test_small_windows_repair_exactly_the_dilated_mask_alone_or_batched_with_who
         plan, summary = read_plan_dir(tmp_path / name / "plan")
         assert sorted(set(plan["height"])) == [8, 16] and (plan["height"] == plan["width"]).all()
         assert summary["windows"] == {str(k): int(v) for k, v in plan["height"].value_counts().items()}
+        assert plan.loc[plan["part"] > 0, "tile"].tolist() == ["r00005c00005p1", "r00005c00005p2"]
         plans.append(plan)
         outs.append(_compose(src, _run_all(src, model, tmp_path / name / "plan", tmp_path / name / "b")))
     assert (plans[0].groupby("batch")["height"].nunique() == 2).any()  # 8 and 16 px tiles in one job

@@ -155,3 +155,14 @@ def test_the_plan_step_applies_the_review_table(tmp_path: Path, model: str, caps
     capsys.readouterr()
     assert main([*args, "--review", str(_table(tmp_path, ["s1\tr00042c00042\treject\t\t"]))]) == 2
     assert "section s1 has no tile r00042c00042 in its plan" in capsys.readouterr().err
+
+
+def test_a_part_of_a_split_tile_is_reviewed_and_reseeded_on_its_own(tmp_path: Path) -> None:
+    mask = np.zeros((64, 64), dtype=np.uint8)
+    mask[17, 17] = mask[30, 30] = 1  # two specks far apart in one core: the tile is split into two parts
+    plan = plan_tiles(mask, factor=1, shape=(64, 64), tile_size=32, core_size=16, section="s1", seed=7,
+                      min_known=0.25, window_sides=(16, 8, 4))
+    assert plan["tile"].tolist() == ["r00001c00001p1", "r00001c00001p2"]
+    out, record = apply_review(plan, read_review(_table(tmp_path, ["s1\tr00001c00001p2\treject\t\t"])), "s1", 7)
+    seeds = [tile_seed(7, "s1", 1, 1, round=k, part=2) for k in range(2)]
+    assert record["tiles"]["r00001c00001p2"]["seeds"] == seeds and out["seed"].tolist() == [plan["seed"].iat[0], seeds[1]]

@@ -101,8 +101,50 @@ def test_a_tile_that_owns_little_gets_the_smallest_window_that_holds_it_with_con
     assert (crystal.y0, crystal.x0) == (42 - 16, 50 - 16)  # centred on what it owns
     assert crystal.known_fraction == pytest.approx(1 - 144 / 32**2)  # a lower bound at factor 4
     later = plan[plan["wave"] > 0]
-    assert len(later) and (later[["height", "width"]] == 64).all(axis=None), "later waves keep whole tiles"
+    assert len(later) and (later[["height", "width"]] == 64).all(axis=None), "the tear's inside keeps whole tiles"
     check_plan(plan, mask, 4, (256, 256), 3, 0.25)
+
+
+def test_a_speck_that_a_neighbour_pushed_into_a_later_wave_still_gets_a_small_window():
+    mask = np.zeros((64, 64), dtype=bool)
+    mask[20, 31] = mask[20, 33] = True  # in the cores of tiles (1, 1) and (1, 2), each in the other's window
+    kwargs = dict(factor=1, shape=(64, 64), tile_size=32, core_size=16, min_known=0.25, section="S", seed=5)
+    assert sorted(plan_tiles(mask, **kwargs)["wave"]) == [0, 1]
+    plan = plan_tiles(mask, **kwargs, window_sides=(16, 8, 4))
+    assert sorted(plan["wave"]) == [0, 1] and (plan["height"] == 4).all() and (plan["width"] == 4).all()
+    check_plan(plan, mask, 1, (64, 64), 0, 0.25)
+
+
+def test_a_tile_with_scattered_specks_is_split_into_parts_with_windows_of_their_own():
+    mask = np.zeros((64, 64), dtype=bool)
+    specks = [(17, 17), (17, 19), (30, 30), (29, 18)]  # all in the core [16, 32)^2 of tile (1, 1)
+    for y, x in specks:
+        mask[y, x] = True
+    kwargs = dict(factor=1, shape=(64, 64), tile_size=32, core_size=16, min_known=0.25, section="S", seed=5)
+    whole = plan_tiles(mask, **kwargs)
+    plan = plan_tiles(mask, **kwargs, window_sides=(16, 8, 4))
+    check_plan(plan, mask, 1, (64, 64), 0, 0.25)
+    parts = plan[(plan["row"] == 1) & (plan["col"] == 1)].sort_values("part")
+    assert list(parts["tile"]) == ["r00001c00001p1", "r00001c00001p2", "r00001c00001p3"]
+    # (17, 19)'s 4 px window would read (17, 17): the two are one part, with an 8 px window
+    cores = [set(zip(*np.nonzero(mask[t.core_y0:t.core_y0 + t.core_height, t.core_x0:t.core_x0 + t.core_width])))
+             for t in parts.itertuples()]
+    assert [(t.height, len(c)) for t, c in zip(parts.itertuples(), cores, strict=True)] == [(8, 2), (4, 1), (4, 1)]
+    assert (parts["height"] * parts["width"]).sum() < 32**2 and (parts["wave"] == 0).all()
+    assert (plan["seed"] == tile_seeds(5, "S", plan["row"], plan["col"], parts=plan["part"])).all()
+    assert parts["seed"].nunique() == 3 and not parts["seed"].isin(whole["seed"]).any()
+    unsplit = plan[plan["part"] == 0]
+    assert (unsplit["seed"].to_numpy() == whole.set_index("tile").loc[unsplit["tile"], "seed"].to_numpy()).all()
+
+
+def test_a_tile_is_not_split_unless_its_parts_cost_less():
+    mask = np.zeros((64, 64), dtype=bool)
+    mask[17:21:3, 17:21:3] = True  # four specks: each in a 4 px window of its own, or all in one 8 px window
+    kwargs = dict(factor=1, shape=(64, 64), tile_size=32, core_size=16, min_known=0.25, section="S", seed=5)
+    plan = plan_tiles(mask, **kwargs, window_sides=(16, 8, 4))
+    assert (plan["part"] == 0).all() and plan["tile"].tolist() == ["r00001c00001"]
+    assert (plan["height"].iat[0], plan["width"].iat[0]) == (8, 8)
+    check_plan(plan, mask, 1, (64, 64), 0, 0.25)
 
 
 @pytest.mark.parametrize("factor", [1, 2, 3, (3, 2)])
@@ -239,8 +281,10 @@ def test_seeds_stable_and_distinct():
     grid = tile_seeds(42, "B0042", rows, cols)
     assert len(set(grid.tolist())) == grid.size and grid[3 * 300 + 7] == seed
     variants = {seed, tile_seed(43, "B0042", 3, 7), tile_seed(42, "B0043", 3, 7), tile_seed(42, "B0042", 7, 3),
-                tile_seed(42, "B0042", 3, 7, round=1), tile_seed(42, "B0042", 3, 7, round=2)}
-    assert len(variants) == 6
+                tile_seed(42, "B0042", 3, 7, round=1), tile_seed(42, "B0042", 3, 7, round=2),
+                tile_seed(42, "B0042", 3, 7, part=1), tile_seed(42, "B0042", 3, 7, part=2),
+                tile_seed(42, "B0042", 3, 7, round=1, part=1)}
+    assert len(variants) == 9 and tile_seed(42, "B0042", 3, 7, part=0) == seed
     assert tile_seed(42, "B0042", 3, 7, round=2) == tile_seed(42, "B0042", 3, 7, round=2)
 
 

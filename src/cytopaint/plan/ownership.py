@@ -133,10 +133,13 @@ class Owners:
 
     def earlier(self, tile: Any) -> list[Owner]:
         """Tiles of waves before ``tile``'s whose core meets its window, in plan order."""
-        win, wave = window_box(tile), int(tile.wave)
-        hits = {i for key in self._keys(win) for i in self.buckets.get(key, ())}
+        return self.before(window_box(tile), int(tile.wave))
+
+    def before(self, box: Box, wave: int) -> list[Owner]:
+        """Tiles of waves before ``wave`` whose core meets ``box``, in plan order."""
+        hits = {i for key in self._keys(box) for i in self.buckets.get(key, ())}
         return [self.owners[i] for i in sorted(hits)
-                if 0 <= self.owners[i].wave < wave and self.owners[i].core.meets(win)]
+                if 0 <= self.owners[i].wave < wave and self.owners[i].core.meets(box)]
 
 
 def known_mask(plan: pd.DataFrame | Owners, tile: Any, dilated: np.ndarray) -> np.ndarray:

@@ -4,7 +4,7 @@ The table is a TSV with columns ``section``, ``tile``, ``decision`` (``accept`` 
 optionally ``note`` (any further columns, e.g. ``reviewer`` or ``date``, are kept as they are).
 Lines starting with ``#`` are comments. Rows are a history, oldest first: append a row for each
 decision, never edit old ones. A tile's *round* is the number of times it was rejected; round k
-repaints it with ``seeds.tile_seed(seed, section, row, col, round=k)``, which derives from
+repaints it with ``seeds.tile_seed(seed, section, row, col, round=k, part=part)``, which derives from
 round k-1's seed, so the seed lineage of a tile is reproducible from the table alone. A later
 ``accept`` keeps the current round's result.
 
@@ -33,7 +33,7 @@ from .table import STATUS_INSUFFICIENT
 
 DECISIONS = ("accept", "reject")
 REQUIRED = ("section", "tile", "decision")
-TILE_ID = re.compile(r"r(\d+)c(\d+)")
+TILE_ID = re.compile(r"r(\d+)c(\d+)(p\d+)?")  # a part of a split tile ends in p1, p2, ...
 HEADER = "section\ttile\tdecision\tnote"
 
 
@@ -91,7 +91,7 @@ def read_review(path: str | os.PathLike[str]) -> ReviewTable:
             raise ValueError(f"{where}: invalid section id {section!r}")
         if not TILE_ID.fullmatch(tile):
             raise ValueError(f"{where}: invalid tile id {tile!r}; tile ids look like r00012c00034 "
-                             "(the 'tile' column of plan/tiles.tsv and qc/metrics.tsv)")
+                             "or r00012c00034p1 (the 'tile' column of plan/tiles.tsv and qc/metrics.tsv)")
         if decision not in DECISIONS:
             raise ValueError(f"{where}: decision {decision!r} is not one of {list(DECISIONS)}")
         decisions.append(Decision(section, tile, decision, values.pop("note", ""), number, values))
@@ -149,9 +149,9 @@ def apply_review(plan: pd.DataFrame, table: ReviewTable | None, section: str,
         if plan["status"].iat[i] == STATUS_INSUFFICIENT:
             raise ValueError(f"{where}: tile {tile} of section {section} was not repainted (insufficient context), "
                              "so there is nothing to review")
-        row, col = int(plan["row"].iat[i]), int(plan["col"].iat[i])
+        row, col, part = (int(plan[name].iat[i]) for name in ("row", "col", "part"))
         rounds = sum(d.decision == "reject" for d in rows)
-        seeds = [tile_seed(global_seed, section, row, col, round=k) for k in range(rounds + 1)]
+        seeds = [tile_seed(global_seed, section, row, col, round=k, part=part) for k in range(rounds + 1)]
         if seeds[0] != int(plan["seed"].iat[i]):
             raise ValueError(f"tile {tile} of section {section}: plan seed {plan['seed'].iat[i]} is not the round-0 "
                              f"seed of tiling.seed {global_seed}")

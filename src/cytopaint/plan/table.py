@@ -21,6 +21,7 @@ PLAN_COLUMNS: dict[str, str] = {
     "tile": "str",
     "row": "int64",
     "col": "int64",
+    "part": "int64",  # 0 for a whole grid tile, 1, 2, ... for the parts a tile was split into
     "y0": "int64",
     "x0": "int64",
     "height": "int64",
@@ -75,7 +76,7 @@ def validate_plan(df: pd.DataFrame) -> pd.DataFrame:
     unscheduled = plan["status"] == STATUS_INSUFFICIENT
     if ((plan["wave"] < 0) != unscheduled).any() or ((plan["batch"] < 0) != unscheduled).any():
         raise ValueError("wave and batch must be -1 exactly for tiles with insufficient context")
-    if plan.duplicated(["section", "row", "col"]).any():
+    if plan.duplicated(["section", "row", "col", "part"]).any() or plan.duplicated(["section", "tile"]).any():
         raise ValueError("plan has duplicate tiles")
     if (plan[["height", "width", "core_height", "core_width"]] <= 0).any(axis=None):
         raise ValueError("plan has empty windows or cores")
@@ -86,8 +87,8 @@ def validate_plan(df: pd.DataFrame) -> pd.DataFrame:
         | (plan["core_x0"] + plan["core_width"] > plan["x0"] + plan["width"])
     ).any():
         raise ValueError("plan has a core outside its window")
-    if (plan["seed"] < 0).any() or (plan["n_owned"] < 0).any():
-        raise ValueError("plan seeds and n_owned must be >= 0")
+    if (plan["seed"] < 0).any() or (plan["n_owned"] < 0).any() or (plan["part"] < 0).any():
+        raise ValueError("plan seeds, n_owned and part must be >= 0")
     if ((plan["known_fraction"] < 0) | (plan["known_fraction"] > 1)).any():
         raise ValueError("plan known_fraction must lie in [0, 1]")
     return plan

@@ -4,7 +4,8 @@
 pixel counts from the coarse mask (`cytopaint.plan.coarse`), the ownership contract
 (`cytopaint.plan.ownership`), the wave scheduler (`cytopaint.plan.schedule`) and tile seeds
 (`cytopaint.plan.seeds`), into the plan table (`cytopaint.plan.table`); tiles that own little get
-smaller windows (`cytopaint.plan.windows`) when the model samples at smaller sides.
+smaller windows, or are split into parts with windows of their own (`cytopaint.plan.windows`), when
+the model samples at smaller sides.
 
 Behind a straight front a fully damaged tile sees only its leading border as known:
 (T - C) // 2 / T of the window (0.25 for C = T/2), so peeling a hole wider than a tile needs
@@ -76,13 +77,14 @@ def plan_tiles(
         the section; a tile with a smaller window counts as its share of a whole tile's pixels.
     window_sides
         Smaller window sides the model samples at (`cytopaint.diffusion.unet.UNetConfig.sides`):
-        a tile whose owned pixels fit in the central core fraction of one gets that window
-        (`cytopaint.plan.windows.shrink_windows`); none by default.
+        a tile whose owned pixels fit in the central core fraction of one gets that window, or is
+        split into parts when their windows cost less (`cytopaint.plan.windows.shrink_windows`);
+        none by default.
 
     Returns
     -------
     pandas.DataFrame
-        The plan table (`cytopaint.plan.table.PLAN_COLUMNS`), sorted by wave, batch, row and col,
+        The plan table (`cytopaint.plan.table.PLAN_COLUMNS`), sorted by wave, batch, row, col and part,
         unscheduled tiles (status ``insufficient_context``) last; empty for a mask without
         artifacts. ``n_owned`` is an upper bound and ``known_fraction`` (when the tile runs, or at
         the end for unscheduled tiles) a lower bound, both exact for ``factor`` 1. They loosen as
@@ -129,6 +131,7 @@ def plan_tiles(
         "tile": [f"r{y:05d}c{x:05d}" for y, x in zip(r.tolist(), c.tolist(), strict=True)],
         "row": r,
         "col": c,
+        "part": np.zeros(n, dtype=np.int64),
         "y0": gy.starts[r],
         "x0": gx.starts[c],
         "height": np.full(n, gy.length),
@@ -147,5 +150,6 @@ def plan_tiles(
     if not window_sides:
         return plan
     plan = shrink_windows(plan, mask, (fy, fx), (height, width), margin_px, window_sides, core / tile_size, min_known)
+    plan["seed"] = tile_seeds(seed, section, plan["row"], plan["col"], parts=plan["part"])
     plan["batch"] = batches(plan["wave"].to_numpy(), max_batch, (plan["height"] * plan["width"]).to_numpy() / area)
     return plan

@@ -7,8 +7,16 @@ costs as much as a tile deep in a fold. A tile whose owned pixels fit in the cen
 owns within its whole window, and its core is cut to the window. The ownership contract is kept:
 the pixels of D in the old core all lie in the new one (the bounding box is taken from the coarse
 mask, which covers D), so every pixel of D still has exactly one owner, and the window is still at
-least ``min_known`` known. Only first-wave tiles are shrunk: isolated small artifacts and the rims
-of large ones. At T = 1024 a 256 px window costs 1/16 of a tile per network evaluation.
+least ``min_known`` known (outside D, or owned by an earlier wave): isolated small artifacts, those
+that a neighbour's artifact pushed into a later wave, and the rims of large holes shrink; the inside
+of a large hole keeps whole tiles. At T = 1024 a 256 px window costs 1/16 of a tile per network
+evaluation.
+
+A tile whose owned pixels are scattered (crystals strewn over its core) is instead split into
+*parts* when that costs less: clusters of its owned pixels, each the core of a plan row of its
+own (``part`` 1, 2, ...) with its own smallest window. Clusters are grown until their boxes are
+disjoint and no part's window meets another part's box, so the parts partition the tile's pixels
+of D and none reads what a sibling of its wave generates.
 
 Everything here reads the coarse mask of `cytopaint.plan.coarse`: bounding boxes are upper bounds
 and known fractions lower bounds of the level-0 values, exact for a mask at level 0.
@@ -17,29 +25,17 @@ and known fractions lower bounds of the level-0 values, exact for a mask at leve
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import ndimage
+
+from cytopaint.geometry import Box
 
 from .coarse import MaskArray, dilated_rows
-from .table import STATUS_OK
-
-
-def _coarse_dilated(mask: MaskArray, fy: int, fx: int, shape: tuple[int, int], margin_px: int,
-                    y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray, int, int]:
-    """Coarse pixels of D meeting the level-0 box [y0, y1) x [x0, x1), and its first coarse row and column."""
-    a, b = y0 // fy, -(-y1 // fy)
-    c, d = x0 // fx, -(-x1 // fx)
-    return dilated_rows(mask, fy, fx, shape, margin_px, a, b, cols=(c, d)), a, c
-
-
-def _extent(hits: np.ndarray, first: int, f: int, lo: int, hi: int) -> tuple[int, int] | None:
-    """Level-0 span [start, stop) of the coarse indices ``hits`` (offset ``first``), clipped to [lo, hi)."""
-    idx = np.flatnonzero(hits)
-    if idx.size == 0:
-        return None
-    start, stop = max((first + idx[0]) * f, lo), min((first + idx[-1] + 1) * f, hi)
-    return (start, stop) if start < stop else None
+from .ownership import Owners, core_box, window_box
+from .table import STATUS_OK, frame
 
 
 def _overlap(first: int, n: int, f: int, lo: int, hi: int) -> np.ndarray:
@@ -48,45 +44,169 @@ def _overlap(first: int, n: int, f: int, lo: int, hi: int) -> np.ndarray:
     return np.clip(np.minimum(starts + f, hi) - np.maximum(starts, lo), 0, None)
 
 
+@dataclass(frozen=True)
+class _CoarseWindow:
+    """The coarse pixels of D over one tile's window, read once; level-0 boxes are asked of it."""
+
+    d: np.ndarray
+    first: tuple[int, int]  # coarse row and column of d[0, 0]
+    factor: tuple[int, int]
+
+    @classmethod
+    def read(cls, mask: MaskArray, factor: tuple[int, int], shape: tuple[int, int], margin_px: int,
+             win: Box) -> _CoarseWindow:
+        (fy, fx), (a, c) = factor, (win.y0 // factor[0], win.x0 // factor[1])
+        d = dilated_rows(mask, fy, fx, shape, margin_px, a, -(-win.y1 // fy), cols=(c, -(-win.x1 // fx)))
+        return cls(d, (a, c), factor)
+
+    def on(self, box: Box) -> tuple[np.ndarray, int, int]:
+        """Coarse pixels meeting the level-0 ``box`` (inside the window), and their first coarse row and column."""
+        (fy, fx), (a0, c0) = self.factor, self.first
+        a, c = box.y0 // fy, box.x0 // fx
+        return self.d[a - a0 : -(-box.y1 // fy) - a0, c - c0 : -(-box.x1 // fx) - c0], a, c
+
+    def area(self, box: Box) -> int:
+        """Level-0 pixels of ``box`` in coarse pixels of D: an upper bound of its pixels of D.
+
+        Additive: the areas of boxes that partition a box sum to its area.
+        """
+        sub, a, c = self.on(box)
+        (fy, fx) = self.factor
+        return int(_overlap(a, sub.shape[0], fy, box.y0, box.y1) @ sub @ _overlap(c, sub.shape[1], fx, box.x0, box.x1))
+
+    def extent(self, sub: np.ndarray, a: int, c: int, clip: Box) -> Box | None:
+        """Level-0 bounding box of the coarse pixels ``sub`` (first row and column ``a``, ``c``), cut to ``clip``."""
+        rows, cols = np.flatnonzero(sub.any(axis=1)).tolist(), np.flatnonzero(sub.any(axis=0)).tolist()
+        if not rows:
+            return None
+        (fy, fx) = self.factor
+        box = Box((a + rows[0]) * fy, (c + cols[0]) * fx, (a + rows[-1] + 1) * fy, (c + cols[-1] + 1) * fx)
+        box = box.intersection(clip)
+        return box if box else None
+
+
+@dataclass(frozen=True)
+class _Fit:
+    """A window for a box of owned pixels: the window and its known fraction (a lower bound)."""
+
+    window: Box
+    known: float
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What one tile's candidate windows are judged on: its coarse D, its window and wave, the earlier owners."""
+
+    cw: _CoarseWindow
+    win: Box
+    wave: int
+    owners: Owners
+
+    def known(self, box: Box) -> float:
+        """Known fraction of ``box`` (in the window): a lower bound, exact for a mask at level 0.
+
+        The grid cores of the plan partition the plane, so (by additivity) D's area in ``box`` less
+        that in the cores of earlier waves bounds the pixels of D that no earlier wave owns.
+        """
+        earlier = self.owners.before(box, self.wave)
+        unknown = self.cw.area(box) - sum(self.cw.area(o.core.intersection(box)) for o in earlier)
+        return 1.0 - unknown / (box.height * box.width)
+
+
+def _fit(ctx: _Context, owned: Box, sides: Sequence[int], core_fraction: float, min_known: float) -> _Fit | None:
+    """The smallest allowed window whose central ``core_fraction`` holds ``owned``, inside the tile's, known enough."""
+    win = ctx.win
+    for side in sorted(s for s in sides if s < min(win.height, win.width)):
+        if max(owned.height, owned.width) > core_fraction * side:
+            continue
+        y0 = min(max((owned.y0 + owned.y1 - side) // 2, win.y0), win.y1 - side)
+        x0 = min(max((owned.x0 + owned.x1 - side) // 2, win.x0), win.x1 - side)
+        box = Box.of_size(y0, x0, side, side)
+        known = ctx.known(box)
+        if known >= min_known:
+            return _Fit(box, known)
+    return None
+
+
+def _union(a: Box, b: Box) -> Box:
+    return Box(min(a.y0, b.y0), min(a.x0, b.x0), max(a.y1, b.y1), max(a.x1, b.x1))
+
+
+def _parts(ctx: _Context, core: Box, sides: Sequence[int], core_fraction: float,
+           min_known: float) -> list[tuple[Box, _Fit]] | None:
+    """The tile's owned pixels as disjoint clusters, each with its window; None when they stay one.
+
+    Starts from the 8-connected components of coarse D in the core and merges two clusters while
+    their boxes meet or one's window meets the other's box; gives up (None) when a cluster fits no
+    smaller window.
+    """
+    cw = ctx.cw
+    sub, a, c = cw.on(core)
+    labels, n = ndimage.label(sub, structure=np.ones((3, 3), dtype=bool))
+    if n < 2:
+        return None
+    boxes = [cw.extent(labels[s] == k, a + s[0].start, c + s[1].start, core)
+             for k, s in enumerate(ndimage.find_objects(labels), 1)]
+    clusters = [b for b in boxes if b is not None]
+    fits: dict[Box, _Fit | None] = {}
+    while len(clusters) > 1:
+        for box in clusters:
+            if box not in fits:
+                fits[box] = _fit(ctx, box, sides, core_fraction, min_known)
+            if fits[box] is None:
+                return None
+        pair = next(((i, j) for i in range(len(clusters)) for j in range(i + 1, len(clusters))
+                     if clusters[i].meets(clusters[j]) or fits[clusters[i]].window.meets(clusters[j])
+                     or fits[clusters[j]].window.meets(clusters[i])), None)
+        if pair is None:
+            return [(box, fits[box]) for box in clusters]
+        i, j = pair
+        clusters[i] = _union(clusters[i], clusters.pop(j))
+    return None
+
+
+_PLACE = ["y0", "x0", "height", "width", "core_y0", "core_x0", "core_height", "core_width", "known_fraction"]
+
+
+def _placed(window: Box, core: Box, known: float) -> list[float]:
+    return [*window.size, *core.size, known]
+
+
 def shrink_windows(plan: pd.DataFrame, mask: MaskArray, factor: tuple[int, int], shape: tuple[int, int],
                    margin_px: int, sides: Sequence[int], core_fraction: float, min_known: float) -> pd.DataFrame:
     """The plan with a smaller window (and core cut to it) for every tile that owns little.
 
-    ``sides`` are the window sides allowed below the tile's own; a tile of the first wave (status ok)
+    ``sides`` are the window sides allowed below the tile's own; a scheduled tile of status ok
     takes the smallest S whose central ``core_fraction`` holds the bounding box of its owned pixels
     and whose window, centred on that box and shifted inside the tile's own window, is at least
-    ``min_known`` known. Inside its own window, it reads nothing the wave's scheduling did not
-    allow it (no pixel that a tile of the same wave generates). Other tiles keep their windows:
-    later waves own the inside of large holes, and a smaller window would need their known context
-    recounted.
+    ``min_known`` known (all of D in it counted unknown), or is split into parts (see the module)
+    when their windows hold fewer pixels. Inside its own window, it reads nothing the wave's
+    scheduling did not allow it (no pixel that a tile of the same wave generates). Parts follow
+    their tile in the plan, named after it (``r00012c00034p1``); their seeds are left to the caller.
     """
-    fy, fx = factor
-    out = plan.copy()
+    out, owners = plan.copy(), Owners(plan)
+    place = out.columns.get_indexer(_PLACE)
+    pieces: dict[int, list[dict[str, object]]] = {}
     for i, tile in enumerate(plan.itertuples(index=False)):
-        if tile.status != STATUS_OK or tile.wave != 0:
+        if tile.status != STATUS_OK:
             continue
-        cy0, cx0 = int(tile.core_y0), int(tile.core_x0)
-        cy1, cx1 = cy0 + int(tile.core_height), cx0 + int(tile.core_width)
-        d, a, c = _coarse_dilated(mask, fy, fx, shape, margin_px, cy0, cy1, cx0, cx1)
-        ys, xs = _extent(d.any(axis=1), a, fy, cy0, cy1), _extent(d.any(axis=0), c, fx, cx0, cx1)
-        if ys is None or xs is None:
+        win, core = window_box(tile), core_box(tile)
+        cw = _CoarseWindow.read(mask, factor, shape, margin_px, win)
+        owned = cw.extent(*cw.on(core), core)
+        if owned is None:
             continue
-        bh, bw = ys[1] - ys[0], xs[1] - xs[0]
-        wy0, wx0 = int(tile.y0), int(tile.x0)
-        for side in sorted(s for s in sides if s < min(int(tile.height), int(tile.width))):
-            if max(bh, bw) > core_fraction * side:
-                continue
-            y0 = min(max((ys[0] + ys[1] - side) // 2, wy0), wy0 + int(tile.height) - side)
-            x0 = min(max((xs[0] + xs[1] - side) // 2, wx0), wx0 + int(tile.width) - side)
-            win, wa, wc = _coarse_dilated(mask, fy, fx, shape, margin_px, y0, y0 + side, x0, x0 + side)
-            unknown = _overlap(wa, win.shape[0], fy, y0, y0 + side) @ win @ _overlap(wc, win.shape[1], fx, x0,
-                                                                                      x0 + side)
-            known = 1.0 - float(unknown) / side**2
-            if known < min_known:
-                continue
-            ny0, nx0 = max(cy0, y0), max(cx0, x0)
-            out.iloc[i, out.columns.get_indexer(["y0", "x0", "height", "width", "core_y0", "core_x0", "core_height",
-                                                "core_width", "known_fraction"])] = [
-                y0, x0, side, side, ny0, nx0, min(cy1, y0 + side) - ny0, min(cx1, x0 + side) - nx0, known]
-            break
-    return out
+        ctx = _Context(cw, win, int(tile.wave), owners)
+        single = _fit(ctx, owned, sides, core_fraction, min_known)
+        cost = single.window.height * single.window.width if single else win.height * win.width
+        parts = _parts(ctx, core, sides, core_fraction, min_known)
+        if parts and sum(f.window.height * f.window.width for _, f in parts) < cost:
+            pieces[i] = [dict(zip(_PLACE, _placed(f.window, box, f.known), strict=True))
+                         | {"part": k, "tile": f"{tile.tile}p{k}", "n_owned": cw.area(box)}
+                         for k, (box, f) in enumerate(parts, 1)]
+        elif single:
+            out.iloc[i, place] = _placed(single.window, core.intersection(single.window), single.known)
+    if not pieces:
+        return out
+    records = out.to_dict("records")
+    rows = [r | p for i, r in enumerate(records) for p in pieces.get(i, [{}])]
+    return frame(pd.DataFrame(rows, columns=out.columns))

@@ -27,7 +27,7 @@ from cytopaint.plan.table import STATUS_INSUFFICIENT
 from .metrics import METRIC_COLUMNS, QCSettings, flag_tile, severity, tile_metrics
 
 DETECTION_CONTEXT_UM = 20.0  # image read beyond the ring, so that cells at its edge are whole
-ID_COLUMNS = ("section", "tile", "row", "col", "wave", "batch", "seed", "status", "review", "review_round")
+ID_COLUMNS = ("section", "tile", "row", "col", "part", "wave", "batch", "seed", "status", "review", "review_round")
 
 
 def _padded(box: Box, pad: int, plane: tuple[int, int]) -> Box:
@@ -103,7 +103,7 @@ def measure_section(sec: SectionWindows, plan: pd.DataFrame, review: dict[str, A
         m = measure_tile(sec, tile, settings)
         flags = flag_tile(m, settings.thresholds, tile.status)
         status, rnd = _review_columns(review, tile.tile)
-        rows.append({"section": tile.section, "tile": tile.tile, "row": tile.row, "col": tile.col,
+        rows.append({"section": tile.section, "tile": tile.tile, "row": tile.row, "col": tile.col, "part": tile.part,
                      "wave": tile.wave, "batch": tile.batch, "seed": tile.seed, "status": tile.status,
                      "review": status, "review_round": rnd, "core_y0": tile.core_y0, "core_x0": tile.core_x0,
                      "core_height": tile.core_height, "core_width": tile.core_width, **m,
