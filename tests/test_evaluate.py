@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 import pandas as pd
 import pytest
 import torch
@@ -66,6 +67,24 @@ def test_bin_masks_land_in_their_bins_and_are_reproducible() -> None:
         assert bins[b][0] <= m.mean() < bins[b][1]
     again = bin_masks(3, bins[:1], (96, 96), seed=4)  # fewer bins: the first masks are unchanged
     assert all(np.array_equal(a[1], b[1]) for a, b in zip(drawn[:3], again, strict=True))
+
+
+def test_crystal_masks_are_clusters_of_small_polygons_in_their_bins() -> None:
+    bins = [(0.01, 0.03), (0.03, 0.08)]
+    drawn = bin_masks(4, bins, (256, 256), seed=2, kind="crystals", pixel_size_um=2.0)
+    for b, m in drawn:
+        assert bins[b][0] <= m.mean() < bins[b][1]
+        labels, n = ndimage.label(m)
+        sizes = np.bincount(labels.ravel())[1:]
+        assert n >= 2 and sizes.max() * 4.0 <= 4 * np.pi * 50**2  # no piece beyond a few 50 µm crystals
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(drawn, bin_masks(4, bins, (256, 256), seed=2,
+                                                                           kind="crystals", pixel_size_um=2.0),
+                                                          strict=True))
+    assert not np.array_equal(drawn[0][1], bin_masks(1, bins[:1], (256, 256), seed=2)[0][1])  # not free-form
+    with pytest.raises(ValueError, match="mask kind 'blobs'"):
+        bin_masks(1, bins, (64, 64), seed=0, kind="blobs")
+    with pytest.raises(ValueError, match="no pixel count"):
+        bin_masks(1, [(0.51, 0.52)], (4, 4), seed=0, kind="crystals")
 
 
 def test_patches_are_intact_disjoint_and_reproducible(stack: Path) -> None:

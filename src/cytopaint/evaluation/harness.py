@@ -1,13 +1,13 @@
 """The paper's validation protocol (Kropp et al., section 3.3) on held-out sections (``cytopaint evaluate``).
 
-Intact patches are drawn from held-out sections and obstructed with free-form masks, a set of
-masks per coverage bin; the DDPM (through the workflow's planning, repaint and blending code) and
-classical baselines repair the same pixels: the hole dilated by the tiling margin, the region the
-workflow would repaint. Per patch and method: cell density and mean cell size in that region,
-repaired vs original (Figure 4), and the cytoarchitecture classifier's top-1 / top-2 agreement
-(Figure 5). Per method: the Fréchet distance of repaired vs original patches in the classifier's
-feature space (FCD), next to the FCD of a disjoint reference set of originals and its response to
-noise, blur and salt-and-pepper (Figure 3).
+Intact patches are drawn from held-out sections and obstructed with free-form masks (or crystal
+clusters, ``masks: crystals``), a set of masks per coverage bin; the DDPM (through the workflow's
+planning, repaint and blending code) and classical baselines repair the same pixels: the hole
+dilated by the tiling margin, the region the workflow would repaint. Per patch and method: cell
+density and mean cell size in that region, repaired vs original (Figure 4), and the
+cytoarchitecture classifier's top-1 / top-2 agreement (Figure 5). Per method: the Fréchet distance
+of repaired vs original patches in the classifier's feature space (FCD), next to the FCD of a
+disjoint reference set of originals and its response to noise, blur and salt-and-pepper (Figure 3).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from .baselines import BASELINES
 from .ddpm import repair_patches
 from .metrics import compare_cells, frechet_distance, topk_agreement
 from .perturb import PERTURBATIONS
-from .sampling import EvalPatch, bin_masks, sample_patches
+from .sampling import MASK_KINDS, EvalPatch, bin_masks, sample_patches
 
 DDPM = "ddpm"
 METHODS = (DDPM, *BASELINES)
@@ -60,6 +60,7 @@ class EvaluationSettings:
     patch_um: float = 1024.0  # side of the square patches: 1 mm^2 as in the paper
     patches_per_bin: int = 8
     bins: tuple[tuple[float, float], ...] = PAPER_BINS
+    masks: str = "freeform"  # hole shapes: free-form strokes (the paper's), or crystal clusters (small windows)
     methods: tuple[str, ...] = METHODS
     perturbations: bool = True
     seed: int = 0
@@ -75,6 +76,8 @@ class EvaluationSettings:
             raise ValueError(f"coverage bins must be [lo, hi] with 0 <= lo < hi <= 1, got {self.bins}")
         object.__setattr__(self, "bins", bins)
         object.__setattr__(self, "methods", tuple(self.methods))
+        if self.masks not in MASK_KINDS:
+            raise ValueError(f"evaluate.masks must be one of {list(MASK_KINDS)}, got {self.masks!r}")
         if self.patches_per_bin < 2 or self.patch_um <= 0 or self.batch_size < 1:
             raise ValueError("need patches_per_bin >= 2 (a Fréchet distance needs two samples), patch_um > 0 "
                              "and batch_size >= 1")
@@ -202,7 +205,8 @@ def draw(settings: EvaluationSettings) -> Draw:
     rng = np.random.default_rng(settings.seed)
     drawn = sample_patches(table, 2 * n, patch_px, px, rng, margin_um=settings.tiling.margin_um + 2 * px)
     order = rng.permutation(2 * n)
-    holes = bin_masks(settings.patches_per_bin, settings.bins, (patch_px, patch_px), settings.seed)
+    holes = bin_masks(settings.patches_per_bin, settings.bins, (patch_px, patch_px), settings.seed, settings.masks,
+                      px)
     return Draw(px, [drawn[i] for i in order[:n]], holes,
                 [dilate(h, settings.tiling.margin_um / px) for _, h in holes], [drawn[i].image for i in order[n:]])
 

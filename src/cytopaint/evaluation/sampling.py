@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..io.sections import plane
 from ..models.patches import load_section
-from ..synth import freeform_mask
+from ..synth import crystal_mask, freeform_mask
 
 
 @dataclass(frozen=True)
@@ -64,16 +64,24 @@ def sample_patches(sections: pd.DataFrame, n: int, patch_px: int, pixel_size_um:
     return out
 
 
-def bin_masks(n_per_bin: int, bins: Sequence[tuple[float, float]], shape: tuple[int, int],
-              seed: int) -> list[tuple[int, np.ndarray]]:
-    """``n_per_bin`` free-form masks (True = hole) for every coverage bin, as (bin index, mask), bin by bin.
+MASK_KINDS = ("freeform", "crystals")
 
-    Mask ``i`` is drawn from its own seed (``seed``, ``i``), so adding bins or patches leaves the
-    earlier masks unchanged.
+
+def bin_masks(n_per_bin: int, bins: Sequence[tuple[float, float]], shape: tuple[int, int],
+              seed: int, kind: str = "freeform", pixel_size_um: float = 1.0) -> list[tuple[int, np.ndarray]]:
+    """``n_per_bin`` masks (True = hole) for every coverage bin, as (bin index, mask), bin by bin.
+
+    ``kind``: free-form strokes (`cytopaint.synth.freeform`) or crystal clusters at ``pixel_size_um``
+    (`cytopaint.synth.crystal_masks`). Mask ``i`` is drawn from its own seed (``seed``, ``i``), so
+    adding bins or patches leaves the earlier masks unchanged.
     """
+    if kind not in MASK_KINDS:
+        raise ValueError(f"mask kind {kind!r} is not one of {list(MASK_KINDS)}")
     out = []
     for b, cbin in enumerate(bins):
         for k in range(n_per_bin):
             rng = np.random.default_rng([seed, b, k])
-            out.append((b, freeform_mask(shape, tuple(cbin), rng)))
+            mask = (freeform_mask(shape, tuple(cbin), rng) if kind == "freeform"
+                    else crystal_mask(shape, tuple(cbin), rng, pixel_size_um))
+            out.append((b, mask))
     return out

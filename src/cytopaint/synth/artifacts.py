@@ -265,13 +265,19 @@ def _draw(kind: str, rng: np.random.Generator, budget_um2: float, ext: tuple[flo
             return [Tear(curve, width, True)]
         curve = _curve(rng, tissue_pt[0], tissue_pt[1], rng.uniform(0, np.pi), -length / 2, length / 2, True)
         return [Tear(curve, width, False)]
+    return list(crystal_cluster(rng, tissue_pt[0], tissue_pt[1], budget_um2))
+
+
+def crystal_cluster(rng: np.random.Generator, cy: float, cx: float,
+                    budget_um2: float = math.inf) -> list[Crystal]:
+    """1-5 crystals (polygons of radius 3-50 µm, log-uniform) within 80 µm of (cy, cx) µm, ~budget_um2 in all."""
     n = int(rng.integers(1, 6))
-    out: list[Artifact] = []
+    out: list[Crystal] = []
     for _ in range(n):
         r = min(_loguniform(rng, 3, 50), math.sqrt(budget_um2 / n / np.pi) + 2)
         off = rng.uniform(0, 80, 2) * (len(out) > 0)
         nv = int(rng.integers(4, 8))
-        out.append(Crystal(tissue_pt[0] + off[0], tissue_pt[1] + off[1], r, rng.uniform(0, 2 * np.pi),
+        out.append(Crystal(cy + off[0], cx + off[1], r, rng.uniform(0, 2 * np.pi),
                            tuple(rng.uniform(0.6, 1.0, nv)), rng.uniform(1.2, 2.0)))
     return out
 
