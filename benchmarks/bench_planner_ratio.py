@@ -28,6 +28,7 @@ from scipy import ndimage
 
 from cytopaint.diffusion.unet import PAPER_1024
 from cytopaint.plan.ownership import DilatedMask, owned_mask, window_box
+from cytopaint.plan.table import window_counts
 from cytopaint.plan.tiling import plan_tiles
 
 
@@ -76,7 +77,7 @@ def main() -> None:
                 counts = np.bincount(kind[own], minlength=len(KINDS) + 1)[1:]
                 repaired[name] += counts
                 sampled[name] += win.height * win.width * counts / counts.sum()
-            windows = plan.loc[plan["wave"] >= 0, "height"].value_counts().sort_index(ascending=False)
+            windows = window_counts(plan)
             print(f"section {seed} {name}: {len(plan)} tiles ({int((plan['wave'] < 0).sum())} short of context), "
                   f"windows {', '.join(f'{n} x {s} px' for s, n in windows.items())}; planned in {planning:.1f} s",
                   flush=True)

@@ -57,6 +57,7 @@ def test_the_network_samples_at_its_tile_and_its_halvings_only(tiny_net: UNet) -
     assert tiny_net.config.sides() == (16, 8, 4, 2) and PAPER_1024.sides() == (1024, 512, 256, 128)
     for side in tiny_net.config.sides():
         assert tiny_net(torch.randn(2, 1, side, side), torch.tensor([0, 5])).shape == (2, 2, side, side)
-    for shape in ((32, 32), (12, 12), (16, 8)):
-        with pytest.raises(ValueError, match="square tiles of side 16, 8, 4, 2 px"):
+    assert tiny_net(torch.randn(1, 1, 16, 4), torch.tensor([3])).shape == (1, 2, 16, 4)  # oblong windows too
+    for shape in ((32, 32), (12, 12), (16, 12)):
+        with pytest.raises(ValueError, match="height and width are each one of 16, 8, 4, 2 px"):
             tiny_net(torch.randn(1, 1, *shape), torch.tensor([0]))

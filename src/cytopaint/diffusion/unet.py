@@ -63,9 +63,10 @@ class UNetConfig:
         return self.stem_unshuffle * 2 ** (len(self.channel_mult) - 1)
 
     def sides(self) -> tuple[int, ...]:
-        """Square tile sides the network samples at, largest first: ``image_size`` and its halvings
-        that stay multiples of `divisor`. Convolutions and attention (no positional embedding) take
-        any of them; the network was trained at ``image_size`` only."""
+        """Tile sides the network samples at, largest first: ``image_size`` and its halvings that
+        stay multiples of `divisor`, for the height and the width alike (a tile may be oblong).
+        Convolutions and attention (no positional embedding) take any of them; the network was
+        trained on square tiles of ``image_size`` only."""
         out = [self.image_size]
         while out[-1] % 2 == 0 and (out[-1] // 2) % self.divisor == 0:
             out.append(out[-1] // 2)
@@ -207,9 +208,9 @@ class UNet(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         cfg = self.config
-        if x.shape[-1] != x.shape[-2] or x.shape[-1] not in cfg.sides():
-            raise ValueError(f"the network takes square tiles of side {', '.join(map(str, cfg.sides()))} px, "
-                             f"got {tuple(x.shape[-2:])}")
+        if x.shape[-1] not in cfg.sides() or x.shape[-2] not in cfg.sides():
+            raise ValueError(f"the network takes tiles whose height and width are each one of "
+                             f"{', '.join(map(str, cfg.sides()))} px, got {tuple(x.shape[-2:])}")
         emb = self.time_embed(timestep_embedding(t, cfg.model_channels).to(x.dtype))
         if cfg.stem_unshuffle > 1:
             x = F.pixel_unshuffle(x, cfg.stem_unshuffle)

@@ -56,7 +56,7 @@ class PackagedModel:
 
     @property
     def sides(self) -> tuple[int, ...]:
-        """Square tile sides the network samples at, ``tile_size`` first (`UNetConfig.sides`)."""
+        """Tile sides (heights and widths) the network samples at, ``tile_size`` first (`UNetConfig.sides`)."""
         return self.network.config.sides()
 
     @property

@@ -32,7 +32,7 @@ from cytopaint.paths import PLAN_INDEX, PLAN_INDEX_JSON, PLAN_SETTINGS, PLAN_TAB
 from .ownership import batch_dependencies, window_box
 from .review import ReviewTable, apply_review, batch_fingerprints
 from .section import Section
-from .table import STATUS_INSUFFICIENT, empty_plan, read_plan, write_plan
+from .table import STATUS_INSUFFICIENT, empty_plan, read_plan, window_counts, write_plan
 from .tiling import plan_tiles
 
 
@@ -189,8 +189,7 @@ def plan_section(section: Section, model_ref: str, config: TilingConfig, normali
         "pixel_size_um": model_px, "tiles": int(len(plan)), "scheduled_tiles": int((plan["wave"] >= 0).sum()),
         "waves": int(plan["wave"].max() + 1) if len(plan) and (plan["wave"] >= 0).any() else 0,
         "batches": sorted(int(b) for b in np.unique(plan.loc[plan["batch"] >= 0, "batch"])),
-        "windows": {str(side): int(n) for side, n in
-                    plan.loc[plan["wave"] >= 0, "height"].value_counts().sort_index(ascending=False).items()},
+        "windows": window_counts(plan),
         "insufficient_context": {"tiles": short["tile"].tolist(),
                                  "pixels_upper_bound": int(short["n_owned"].sum())},
         "batching": {"tiles_per_batch": per_batch, "nfe_per_tile": nfe_per_tile,

@@ -94,6 +94,14 @@ def validate_plan(df: pd.DataFrame) -> pd.DataFrame:
     return plan
 
 
+def window_counts(plan: pd.DataFrame) -> dict[str, int]:
+    """Scheduled tiles per window shape, as ``{"HxW": count}``, largest windows first."""
+    sched = plan[plan["wave"] >= 0]
+    counts = sched.groupby(["height", "width"]).size()
+    order = sorted(counts.items(), key=lambda kv: (-kv[0][0] * kv[0][1], -kv[0][0]))
+    return {f"{h}x{w}": int(n) for (h, w), n in order}
+
+
 def write_plan(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
     """Validate and write a plan as TSV (atomically: a temporary file, then a rename)."""
     plan = validate_plan(df)

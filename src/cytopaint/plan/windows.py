@@ -2,15 +2,16 @@
 
 A grid tile reads a full model tile (T x T) whatever it owns, so an isolated crystal of a few µm
 costs as much as a tile deep in a fold. A tile whose owned pixels fit in the central
-``core_fraction`` of a smaller square window of an allowed side S (the network's halvings of T,
-`cytopaint.diffusion.unet.UNetConfig.sides`) is given that window instead, centred on what it
-owns within its whole window, and its core is cut to the window. The ownership contract is kept:
+``core_fraction`` of a smaller window, of height and width each an allowed side (the network's
+halvings of T, `cytopaint.diffusion.unet.UNetConfig.sides`) or T, is given the smallest such
+window instead (a thin tear along a tile gets an oblong one), centred on what it owns within its
+whole window, and its core is cut to the window. The ownership contract is kept:
 the pixels of D in the old core all lie in the new one (the bounding box is taken from the coarse
 mask, which covers D), so every pixel of D still has exactly one owner, and the window is still at
 least ``min_known`` known (outside D, or owned by an earlier wave): isolated small artifacts, those
 that a neighbour's artifact pushed into a later wave, and the rims of large holes shrink; the inside
 of a large hole keeps whole tiles. At T = 1024 a 256 px window costs 1/16 of a tile per network
-evaluation.
+evaluation, a 256 x 1024 px one 1/4.
 
 A tile whose owned pixels are scattered (crystals strewn over its core) is instead split into
 *parts* when that costs less: clusters of its owned pixels, each the core of a plan row of its
@@ -113,15 +114,24 @@ class _Context:
         return 1.0 - unknown / (box.height * box.width)
 
 
+def _shapes(win: Box, sides: Sequence[int]) -> list[tuple[int, int]]:
+    """Window shapes smaller than ``win``: height and width each an allowed side below the tile's or
+    the tile's own, smallest area first (then the squarer)."""
+    hs = sorted({s for s in sides if s < win.height} | {win.height})
+    ws = sorted({s for s in sides if s < win.width} | {win.width})
+    shapes = [(h, w) for h in hs for w in ws if (h, w) != win.shape]
+    return sorted(shapes, key=lambda hw: (hw[0] * hw[1], abs(hw[0] - hw[1]), hw[0]))
+
+
 def _fit(ctx: _Context, owned: Box, sides: Sequence[int], core_fraction: float, min_known: float) -> _Fit | None:
     """The smallest allowed window whose central ``core_fraction`` holds ``owned``, inside the tile's, known enough."""
     win = ctx.win
-    for side in sorted(s for s in sides if s < min(win.height, win.width)):
-        if max(owned.height, owned.width) > core_fraction * side:
+    for h, w in _shapes(win, sides):
+        if owned.height > core_fraction * h or owned.width > core_fraction * w:
             continue
-        y0 = min(max((owned.y0 + owned.y1 - side) // 2, win.y0), win.y1 - side)
-        x0 = min(max((owned.x0 + owned.x1 - side) // 2, win.x0), win.x1 - side)
-        box = Box.of_size(y0, x0, side, side)
+        y0 = min(max((owned.y0 + owned.y1 - h) // 2, win.y0), win.y1 - h)
+        x0 = min(max((owned.x0 + owned.x1 - w) // 2, win.x0), win.x1 - w)
+        box = Box.of_size(y0, x0, h, w)
         known = ctx.known(box)
         if known >= min_known:
             return _Fit(box, known)
@@ -177,12 +187,13 @@ def shrink_windows(plan: pd.DataFrame, mask: MaskArray, factor: tuple[int, int],
     """The plan with a smaller window (and core cut to it) for every tile that owns little.
 
     ``sides`` are the window sides allowed below the tile's own; a scheduled tile of status ok
-    takes the smallest S whose central ``core_fraction`` holds the bounding box of its owned pixels
-    and whose window, centred on that box and shifted inside the tile's own window, is at least
-    ``min_known`` known (all of D in it counted unknown), or is split into parts (see the module)
-    when their windows hold fewer pixels. Inside its own window, it reads nothing the wave's
-    scheduling did not allow it (no pixel that a tile of the same wave generates). Parts follow
-    their tile in the plan, named after it (``r00012c00034p1``); their seeds are left to the caller.
+    takes the smallest window (heights and widths of ``sides`` or its own) whose central
+    ``core_fraction`` holds the bounding box of its owned pixels and which, centred on that box and
+    shifted inside the tile's own window, is at least ``min_known`` known (outside D or owned by an
+    earlier wave), or is split into parts (see the module) when their windows hold fewer pixels.
+    Inside its own window, it reads nothing the wave's scheduling did not allow it (no pixel that a
+    tile of the same wave generates). Parts follow their tile in the plan, named after it
+    (``r00012c00034p1``); their seeds are left to the caller.
     """
     out, owners = plan.copy(), Owners(plan)
     place = out.columns.get_indexer(_PLACE)
