@@ -10,6 +10,7 @@ set -u -o pipefail
 out=${1:?usage: gpu_session.sh OUT_DIR [PATCHES_PER_BIN]}
 per_bin=${2:-12}
 mkdir -p "$out/eval"
+out=$(cd "$out" && pwd)
 if [ -d .whl ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
         && export PYTHONPATH=/tmp/site
@@ -25,9 +26,16 @@ log="$out/session.log"
     echo "== GPU tests"; timeout 120 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py -s 2>&1 | tail -15
     [ "${SKIP_BENCH:-0}" = 1 ] || {
         echo "== sampler timings"; timeout 90 python3 benchmarks/bench_gpu_sampler.py 2>&1
-        echo "== cytopaint bench: PAPER_1024 and the demo model, paper's sampler vs the config's"
-        timeout 120 python3 -m cytopaint.cli bench paper-1024 --batch 4 --timed-nfe 20 --out "$out/bench-paper" 2>&1
+        echo "== cytopaint bench: PAPER_1024 at the planner's window shapes, the demo model; paper's sampler, ours"
+        shapes=$(for s in 1024x1024 1024x512 512x1024 512x512 1024x256 256x1024 512x256 256x512 256x256; do
+            printf -- '--shape %s ' "$s"; done)
+        # shellcheck disable=SC2086
+        timeout 240 python3 -m cytopaint.cli bench paper-1024 --batch 4 --timed-nfe 20 $shapes \
+            --out "$out/bench-paper" 2>&1
         timeout 60 python3 -m cytopaint.cli bench demo --batch 512 --timed-nfe 40 --out "$out/bench-demo" 2>&1
+        echo "== BigBrain projection: the planner's windows on one synthetic 3.3 cm section x the bench's seconds"
+        (cd benchmarks && timeout 120 python3 project_bigbrain.py --bench "$out/bench-paper/bench.json" --sections 1 \
+            --out "$out/projection.json") 2>&1
     }
     wait $synth; cat "$out/synth.log" | tail -4
     echo "== evaluation, $per_bin patches per bin"

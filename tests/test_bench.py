@@ -34,6 +34,24 @@ def test_bench_prints_and_writes_every_setting_beside_the_reference(tmp_path: Pa
     assert timed["timing"].iat[0] == f"first 4 of {expected_nfe(20, 5, 3)} NFE, extrapolated"
 
 
+def test_bench_times_the_planners_small_and_oblong_windows(tmp_path: Path, capsys) -> None:
+    cfg = tmp_path / "tiny.json"
+    cfg.write_text(json.dumps(TINY.to_dict()))
+    assert main(["bench", str(cfg), "--sampler", "ref=10:1:1", "--sampler", "fast=5:1:1", "--shape", "16x16",
+                 "--shape", "8x16", "--batch", "2", "--device", "cpu", "--out", str(tmp_path / "b")]) == 0
+    assert "8x16" in capsys.readouterr().out
+    table = pd.read_csv(tmp_path / "b" / "bench.tsv", sep="\t")
+    assert list(zip(table["height"], table["width"], table["setting"], strict=True)) == [
+        (16, 16, "ref"), (16, 16, "fast"), (8, 16, "ref"), (8, 16, "fast")]
+    assert table["speedup_vs_reference"].tolist()[::2] == [1, 1]  # each shape against its own reference
+    gflops = json.loads((tmp_path / "b" / "bench.json").read_text())["forward_gflops_per_shape"]
+    assert set(gflops) == {"16x16", "8x16"} and 0.4 < gflops["8x16"] / gflops["16x16"] < 0.6
+    assert main(["bench", str(cfg), "--shape", "12x16", "--device", "cpu"]) == 2
+    assert "height and width must each be one of (16, 8, 4, 2)" in capsys.readouterr().err
+    assert main(["bench", str(cfg), "--shape", "16by16", "--device", "cpu"]) == 2
+    assert "expected HxW" in capsys.readouterr().err
+
+
 def test_the_pareto_scripts_settings_parse_and_stay_under_100_nfe() -> None:
     import re
     from pathlib import Path

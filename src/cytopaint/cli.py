@@ -179,12 +179,12 @@ def _pareto(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .evaluation.bench import DEFAULT_SETTINGS, bench, format_table, parse_setting, write_bench
+    from .evaluation.bench import DEFAULT_SETTINGS, bench, format_table, parse_setting, parse_shape, write_bench
     from .repaint.stage import pick_device
 
     settings = dict(parse_setting(s) for s in args.sampler) if args.sampler else DEFAULT_SETTINGS
     rows, context = bench(args.network, settings, batch=args.batch, device=pick_device(args.device),
-                          timed_nfe=args.timed_nfe)
+                          timed_nfe=args.timed_nfe, shapes=[parse_shape(s) for s in args.shape] or None)
     print(format_table(rows, context))
     if args.out:
         write_bench(rows, context, Path(args.out))
@@ -407,6 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "each repeated 5 times = 256:1:5, then 50:5:2); STEPS 'all' = every trained step; KEY is "
                         "method (repaint, ddnm, diffpir), resample_start or zeta")
     p.add_argument("--batch", type=int, default=4, help="tiles per sampler call")
+    p.add_argument("--shape", action="append", default=[], metavar="HxW",
+                   help="tile shape to time, repeatable (default: the network's tile); the planner's small and "
+                        "oblong windows, e.g. 256x256 or 256x1024, for benchmarks/project_bigbrain.py")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:k]")
     p.add_argument("--timed-nfe", type=int, help="time only this many network evaluations per setting and "
                    "extrapolate (a full paper-setting run on 1024 px tiles takes minutes)")

@@ -44,6 +44,8 @@ class BenchRow:
     """One sampler setting's figures."""
 
     setting: str
+    height: int  # the tiles' shape (the planner's small and oblong windows are sampled at their own)
+    width: int
     method: str
     steps: int
     jump_length: int
@@ -95,30 +97,60 @@ def network_for(name_or_path: str, device: torch.device) -> tuple[torch.nn.Modul
     return UNet(cfg).to(device).eval(), cfg, DiffusionConfig().build()
 
 
-def forward_flops(network: torch.nn.Module, cfg: UNetConfig, device: torch.device) -> int:
-    """FLOPs of one forward pass for one tile."""
-    x = torch.zeros(1, cfg.in_channels, cfg.image_size, cfg.image_size, device=device)
+def forward_flops(network: torch.nn.Module, cfg: UNetConfig, device: torch.device, shape: tuple[int, int]) -> int:
+    """FLOPs of one forward pass for one tile of ``shape``."""
+    x = torch.zeros(1, cfg.in_channels, *shape, device=device)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         network(x, torch.zeros(1, dtype=torch.long, device=device))
     return int(counter.get_total_flops())
 
 
-def tiles_with_hole(cfg: UNetConfig, batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def tiles_with_hole(cfg: UNetConfig, batch: int, device: torch.device,
+                    shape: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     """Known tiles (noise-like texture in [-1, 1]) and masks with a central hole of a quarter of the tile."""
     rng = np.random.default_rng(0)
-    size = cfg.image_size
-    known = torch.from_numpy(rng.uniform(-1, 1, (batch, cfg.in_channels, size, size)).astype(np.float32))
-    mask = torch.zeros(batch, 1, size, size, dtype=torch.bool)
-    mask[..., size // 4: 3 * size // 4, size // 4: 3 * size // 4] = True
+    h, w = shape
+    known = torch.from_numpy(rng.uniform(-1, 1, (batch, cfg.in_channels, h, w)).astype(np.float32))
+    mask = torch.zeros(batch, 1, h, w, dtype=torch.bool)
+    mask[..., h // 4: 3 * h // 4, w // 4: 3 * w // 4] = True
     return known.to(device), mask.to(device)
 
 
+def parse_shape(text: str) -> tuple[int, int]:
+    """``HxW`` (or a single side for a square) as (height, width)."""
+    parts = text.lower().split("x")
+    if len(parts) not in (1, 2) or not all(p.isdigit() for p in parts):
+        raise ValueError(f"tile shape {text!r}: expected HxW, e.g. 256x1024, or one side")
+    return (int(parts[0]), int(parts[-1]))
+
+
 def bench(name_or_path: str, settings: dict[str, SamplerSettings], *, batch: int, device: torch.device,
-          timed_nfe: int | None = None) -> tuple[list[BenchRow], dict[str, Any]]:
-    """Run every sampler setting on one batch; returns the rows and the run's context (device, versions)."""
+          timed_nfe: int | None = None,
+          shapes: list[tuple[int, int]] | None = None) -> tuple[list[BenchRow], dict[str, Any]]:
+    """Run every sampler setting on one batch per tile shape (default: the network's tile); returns the
+    rows (speed-ups against the first setting at the same shape) and the run's context (device, versions)."""
     network, cfg, diffusion = network_for(name_or_path, device)
-    flops = forward_flops(network, cfg, device)
-    known, mask = tiles_with_hole(cfg, batch, device)
+    shapes = shapes or [(cfg.image_size, cfg.image_size)]
+    bad = [s for s in shapes if s[0] not in cfg.sides() or s[1] not in cfg.sides()]
+    if bad:
+        raise ValueError(f"tile shapes {bad}: height and width must each be one of {cfg.sides()}")
+    rows: list[BenchRow] = []
+    flops: dict[tuple[int, int], int] = {}
+    for shape in shapes:
+        flops[shape] = forward_flops(network, cfg, device, shape)
+        rows += _bench_shape(network, diffusion, settings, shape, flops[shape], cfg, batch, device, timed_nfe)
+    context = {"network": name_or_path, "unet": cfg.to_dict(),
+               "forward_gflops_per_tile": flops[shapes[0]] / 1e9,
+               "forward_gflops_per_shape": {f"{h}x{w}": f / 1e9 for (h, w), f in flops.items()},
+               **device_record(device), "code": code_version()}
+    return rows, context
+
+
+def _bench_shape(network: torch.nn.Module, diffusion: GaussianDiffusion, settings: dict[str, SamplerSettings],
+                 shape: tuple[int, int], flops: int, cfg: UNetConfig, batch: int, device: torch.device,
+                 timed_nfe: int | None) -> list[BenchRow]:
+    """The rows of every setting on a batch of tiles of ``shape``."""
+    known, mask = tiles_with_hole(cfg, batch, device, shape)
     rows: list[BenchRow] = []
     for name, setting in settings.items():
         process = diffusion.respaced_to(setting.steps) if setting.steps else diffusion
@@ -137,16 +169,14 @@ def bench(name_or_path: str, settings: dict[str, SamplerSettings], *, batch: int
         per_nfe_tile = timed.seconds / timed.calls / batch
         s_per_tile = per_nfe_tile * nfe
         rows.append(BenchRow(
-            setting=name, method=setting.method, steps=process.num_timesteps, jump_length=setting.jump_length,
-            jump_n_sample=setting.jump_n_sample, nfe_per_tile=nfe, batch=batch, timing=timing,
-            ms_per_nfe_per_tile=1e3 * per_nfe_tile, s_per_tile=s_per_tile, tiles_per_s=1.0 / s_per_tile,
+            setting=name, height=shape[0], width=shape[1], method=setting.method, steps=process.num_timesteps,
+            jump_length=setting.jump_length, jump_n_sample=setting.jump_n_sample, nfe_per_tile=nfe, batch=batch,
+            timing=timing, ms_per_nfe_per_tile=1e3 * per_nfe_tile, s_per_tile=s_per_tile, tiles_per_s=1.0 / s_per_tile,
             tflops=flops / per_nfe_tile / 1e12,
             peak_gpu_mib=torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
             peak_cpu_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             speedup_vs_reference=(rows[0].s_per_tile if rows else s_per_tile) / s_per_tile))
-    context = {"network": name_or_path, "unet": cfg.to_dict(), "forward_gflops_per_tile": flops / 1e9,
-               **device_record(device), "code": code_version()}
-    return rows, context
+    return rows
 
 
 def write_bench(rows: list[BenchRow], context: dict[str, Any], out_dir: Path) -> None:
@@ -160,14 +190,15 @@ def write_bench(rows: list[BenchRow], context: dict[str, Any], out_dir: Path) ->
 def format_table(rows: list[BenchRow], context: dict[str, Any]) -> str:
     """The rows as an aligned text table, with the device in the heading."""
     head = (f"{context['network']} on {context['device']} ({context['gpu'] or 'CPU'}), torch {context['torch']}, "
-            f"{context['forward_gflops_per_tile']:.1f} GFLOP per forward per tile")
-    cols = ("setting", "method", "nfe", "batch", "ms/nfe/tile", "s/tile", "tiles/s", "TFLOP/s", "peak GPU MiB",
+            f"{context['forward_gflops_per_tile']:.1f} GFLOP per forward per {context['unet']['image_size']} px "
+            "tile")
+    cols = ("setting", "shape", "method", "nfe", "batch", "ms/nfe/tile", "s/tile", "tiles/s", "TFLOP/s", "peak GPU MiB",
             "peak CPU MiB", "speed-up", "timing")
     lines = [head, "  ".join(f"{c:>12}" for c in cols)]
     for r in rows:
         gpu = "-" if r.peak_gpu_mib is None else f"{r.peak_gpu_mib:.0f}"
-        vals = (r.setting, r.method, r.nfe_per_tile, r.batch, f"{r.ms_per_nfe_per_tile:.3f}", f"{r.s_per_tile:.3g}",
-                f"{r.tiles_per_s:.3g}", f"{r.tflops:.3g}", gpu, f"{r.peak_cpu_mib:.0f}",
+        vals = (r.setting, f"{r.height}x{r.width}", r.method, r.nfe_per_tile, r.batch, f"{r.ms_per_nfe_per_tile:.3f}",
+                f"{r.s_per_tile:.3g}", f"{r.tiles_per_s:.3g}", f"{r.tflops:.3g}", gpu, f"{r.peak_cpu_mib:.0f}",
                 f"{r.speedup_vs_reference:.1f}x", r.timing)
         lines.append("  ".join(f"{v!s:>12}" for v in vals))
     return "\n".join(lines)
