@@ -189,6 +189,8 @@ def test_empty_mask_gives_empty_plan(tmp_path):
     assert plan.empty and list(plan.columns) == list(PLAN_COLUMNS)
     write_plan(plan, tmp_path / "tiles.tsv")
     pd.testing.assert_frame_equal(read_plan(tmp_path / "tiles.tsv"), plan)
+    plan.drop(columns="part").to_csv(tmp_path / "old.tsv", sep="\t", index=False)  # a plan from before split tiles
+    pd.testing.assert_frame_equal(read_plan(tmp_path / "old.tsv"), plan)
 
 
 def hole_plan(min_known: float, floor: float | None = None) -> tuple[np.ndarray, pd.DataFrame]:

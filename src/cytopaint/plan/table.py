@@ -110,7 +110,9 @@ def write_plan(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
 
 
 def read_plan(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read and validate a plan TSV written by `write_plan`."""
+    """Read and validate a plan TSV written by `write_plan` (one from before split tiles gets ``part`` 0)."""
     text_cols = [name for name, dtype in PLAN_COLUMNS.items() if dtype == "str"]
     df = pd.read_csv(path, sep="\t", dtype=dict.fromkeys(text_cols, str), keep_default_na=False, na_values={})
+    if "part" not in df.columns and "col" in df.columns:
+        df.insert(df.columns.get_loc("col") + 1, "part", 0)
     return validate_plan(df)
