@@ -1,9 +1,9 @@
-"""GPU-days to repair a whole BigBrain-scale stack: the planner's windows per section x measured seconds.
+"""Device-days (GPU-days on a GPU) to repair a whole BigBrain-scale stack: planned windows x measured seconds.
 
     python benchmarks/project_bigbrain.py --bench BENCH.json [--size 32768] [--sections 2] [--min-window 256]
                                           [--section-px 1e10] [--stack 7404] [--out projection.json]
 
-    GPU-s per section = sum over window shapes of (windows of that shape) x NFE x (s per NFE per tile there)
+    s per section = sum over window shapes of (windows of that shape) x NFE x (s per NFE per tile there)
 
 Windows come from planning synthetic BigBrain-like sections (`bench_plan.synthetic_labels`: 1 µm/px,
 5% damage of the artifact mix, mask at 1/4) with the workflow's default tiling (1024 px tiles, core
@@ -47,8 +47,8 @@ def plan_windows(size: int, factor: int, damage: float, sections: int, tile: int
     return {name: {shape: n / sections for shape, n in counts.items()} for name, counts in totals.items()}
 
 
-def gpu_seconds(windows: dict[str, float], rows: list[dict], setting: str) -> float | None:
-    """GPU-seconds for ``windows`` (count per ``"HxW"``) with ``setting``'s bench rows; None if a shape is untimed."""
+def device_seconds(windows: dict[str, float], rows: list[dict], setting: str) -> float | None:
+    """Seconds for ``windows`` (count per ``"HxW"``) with ``setting``'s bench rows; None if a shape is untimed."""
     timed = {f"{r['height']}x{r['width']}": r for r in rows if r["setting"] == setting}
     if any(shape not in timed for shape in windows):
         return None
@@ -81,16 +81,18 @@ def main() -> None:
           f"({run.get('gpu') or 'CPU'}), code {run['code'].get('version')}")
     for name, counts in windows.items():
         print(f"  {name}: " + ", ".join(f"{n * scale:.0f} x {s}" for s, n in counts.items()) + " windows per section")
-    print(f"{'setting':>24} {'plan':>16} {'GPU-s/section':>14} {'GPU-days':>10} {'vs paper':>9}")
+    device = run.get("gpu") or run["device"]
+    print(f"{'setting':>24} {'plan':>16} {'s/section':>14} {'days':>12} {'vs paper':>9}   (on {device})")
     projections = []
     for setting in settings:
         for name, counts in windows.items():
-            per_section = gpu_seconds(counts, run["rows"], setting)
+            per_section = device_seconds(counts, run["rows"], setting)
             days = None if per_section is None else per_section * scale * args.stack / 86400
-            projections.append({"setting": setting, "plan": name, "gpu_s_per_section": per_section, "gpu_days": days})
+            projections.append({"setting": setting, "plan": name, "device": device,
+                                "seconds_per_planned_section": per_section, "days": days})
             figures = ("not measured", "-", "-") if days is None else (
-                f"{per_section * scale:.0f}", f"{days:.1f}", f"{PAPER_A100_DAYS / days:.1f}x")
-            print(f"{setting:>24} {name:>16} {figures[0]:>14} {figures[1]:>10} {figures[2]:>9}")
+                f"{per_section * scale:.0f}", f"{days:.1f}", f"{PAPER_A100_DAYS / days:.3g}x")
+            print(f"{setting:>24} {name:>16} {figures[0]:>14} {figures[1]:>12} {figures[2]:>9}")
     print(f"paper: {PAPER_A100_DAYS} A100-days at 35 s per 1024 px tile ('vs paper': fewer days, across devices)")
     if args.out:
         Path(args.out).write_text(json.dumps({"windows_per_planned_section": windows, "scale": scale,

@@ -37,10 +37,10 @@ def test_the_projection_multiplies_planned_windows_by_timed_seconds(tmp_path: Pa
     for plan, counts in (("whole tiles", whole), ("min_window 16", small)):
         expected = sum(n * 50 * int(s.split("x")[0]) * int(s.split("x")[1]) / 100 / 1e3 for s, n in counts.items())
         p = figures[("all shapes", plan)]
-        assert p["gpu_s_per_section"] == pytest.approx(expected)
-        assert p["gpu_days"] == pytest.approx(expected * 2.0 * 10 / 86400)
-    assert figures[("whole tiles only", "whole tiles")]["gpu_days"] == pytest.approx(
+        assert p["seconds_per_planned_section"] == pytest.approx(expected)
+        assert p["days"] == pytest.approx(expected * 2.0 * 10 / 86400)
+    assert figures[("whole tiles only", "whole tiles")]["days"] == pytest.approx(
         whole["64x64"] * 95 * 64 * 64 / 100 / 1e3 * 2.0 * 10 / 86400)
-    assert figures[("whole tiles only", "min_window 16")]["gpu_days"] is None  # its small windows were not timed
+    assert figures[("whole tiles only", "min_window 16")]["days"] is None  # its small windows were not timed
     assert "not measured" in out.stdout
-    assert figures[("all shapes", "min_window 16")]["gpu_days"] < figures[("all shapes", "whole tiles")]["gpu_days"]
+    assert figures[("all shapes", "min_window 16")]["days"] < figures[("all shapes", "whole tiles")]["days"]
