@@ -18,6 +18,7 @@ import tracemalloc
 import numpy as np
 from skimage.draw import ellipse, polygon
 
+from cytopaint.diffusion.unet import PAPER_1024
 from cytopaint.plan.tiling import plan_tiles
 
 
@@ -69,6 +70,13 @@ def synthetic_labels(size: int, factor: int, damage: float, seed: int) -> np.nda
         labels[piece] = k + 1
         covered = float(np.count_nonzero(labels)) / labels.size
     return labels
+
+
+def small_window_sides(tile: int, min_window: int) -> tuple[int, ...]:
+    """The window sides below ``tile`` down to ``min_window`` that the planner may use: `PAPER_1024`'s
+    halvings for a 1024 px tile, else the tile's half and quarter."""
+    ladder = PAPER_1024.sides() if tile == PAPER_1024.image_size else (tile, tile // 2, tile // 4)
+    return tuple(s for s in ladder if min_window <= s < tile)
 
 
 def synthetic_mask(size: int, factor: int, damage: float, seed: int) -> np.ndarray:

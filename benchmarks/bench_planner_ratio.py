@@ -23,10 +23,9 @@ import argparse
 import time
 
 import numpy as np
-from bench_plan import KINDS, synthetic_labels
+from bench_plan import KINDS, small_window_sides, synthetic_labels
 from scipy import ndimage
 
-from cytopaint.diffusion.unet import PAPER_1024
 from cytopaint.plan.ownership import DilatedMask, owned_mask, window_box
 from cytopaint.plan.table import window_counts
 from cytopaint.plan.tiling import plan_tiles
@@ -45,8 +44,7 @@ def main() -> None:
     parser.add_argument("--min-window", type=int, default=256, help="smallest window side of the 'after' plan, px")
     args = parser.parse_args()
 
-    ladder = PAPER_1024.sides() if args.tile == PAPER_1024.image_size else (args.tile, args.tile // 2, args.tile // 4)
-    plans = {"before": (), "after": tuple(s for s in ladder if args.min_window <= s < args.tile)}
+    plans = {"before": (), "after": small_window_sides(args.tile, args.min_window)}
     sampled = {name: np.zeros(len(KINDS)) for name in plans}
     repaired = {name: np.zeros(len(KINDS)) for name in plans}
     short = dict.fromkeys(plans, 0)

@@ -23,9 +23,8 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from bench_plan import synthetic_labels
+from bench_plan import small_window_sides, synthetic_labels
 
-from cytopaint.diffusion.unet import PAPER_1024
 from cytopaint.plan.table import window_counts
 from cytopaint.plan.tiling import plan_tiles
 
@@ -35,8 +34,7 @@ PAPER_A100_DAYS = 645
 def plan_windows(size: int, factor: int, damage: float, sections: int, tile: int, min_window: int,
                  margin: int = 8, min_known: float = 0.25) -> dict[str, dict[str, float]]:
     """Mean scheduled windows per section by shape (``"HxW"``), for whole tiles and for small windows."""
-    ladder = PAPER_1024.sides() if tile == PAPER_1024.image_size else (tile, tile // 2, tile // 4)
-    plans = {"whole tiles": (), f"min_window {min_window}": tuple(s for s in ladder if min_window <= s < tile)}
+    plans = {"whole tiles": (), f"min_window {min_window}": small_window_sides(tile, min_window)}
     totals: dict[str, Counter] = {name: Counter() for name in plans}
     for seed in range(sections):
         labels = synthetic_labels(size, factor, damage, seed)
