@@ -165,4 +165,5 @@ def test_a_part_of_a_split_tile_is_reviewed_and_reseeded_on_its_own(tmp_path: Pa
     assert plan["tile"].tolist() == ["r00001c00001p1", "r00001c00001p2"]
     out, record = apply_review(plan, read_review(_table(tmp_path, ["s1\tr00001c00001p2\treject\t\t"])), "s1", 7)
     seeds = [tile_seed(7, "s1", 1, 1, round=k, part=2) for k in range(2)]
-    assert record["tiles"]["r00001c00001p2"]["seeds"] == seeds and out["seed"].tolist() == [plan["seed"].iat[0], seeds[1]]
+    assert record["tiles"]["r00001c00001p2"]["seeds"] == seeds
+    assert out["seed"].tolist() == [plan["seed"].iat[0], seeds[1]]

@@ -265,7 +265,7 @@ def _draw(kind: str, rng: np.random.Generator, budget_um2: float, ext: tuple[flo
             return [Tear(curve, width, True)]
         curve = _curve(rng, tissue_pt[0], tissue_pt[1], rng.uniform(0, np.pi), -length / 2, length / 2, True)
         return [Tear(curve, width, False)]
-    return list(crystal_cluster(rng, tissue_pt[0], tissue_pt[1], budget_um2))
+    return crystal_cluster(rng, tissue_pt[0], tissue_pt[1], budget_um2)
 
 
 def crystal_cluster(rng: np.random.Generator, cy: float, cx: float,

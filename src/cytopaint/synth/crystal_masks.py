@@ -33,8 +33,8 @@ def crystal_mask(shape: tuple[int, int], coverage_bin: tuple[float, float], rng:
     rng = np.random.default_rng(rng)
     target = int(rng.integers(lo_px, hi_px + 1))
     mask = np.zeros((h, w), dtype=bool)
+    count = 0
     for _attempt in range(10_000):
-        count = int(mask.sum())
         if count >= target:
             return mask
         cy, cx = rng.uniform(0, h) * pixel_size_um, rng.uniform(0, w) * pixel_size_um
@@ -46,8 +46,9 @@ def crystal_mask(shape: tuple[int, int], coverage_bin: tuple[float, float], rng:
                 continue
             region = crystal.region(((ys + 0.5) * pixel_size_um)[:, None], ((xs + 0.5) * pixel_size_um)[None, :])
             window = mask[ys[0]:ys[-1] + 1, xs[0]:xs[-1] + 1]
-            if count + int((region & ~window).sum()) <= hi_px:
+            added = int((region & ~window).sum())
+            if count + added <= hi_px:
                 window |= region
-                count = int(mask.sum())
+                count += added
     raise ValueError(f"crystals do not reach coverage {coverage_bin} of a {h}x{w} mask "
                      f"at {pixel_size_um:g} µm per px")
