@@ -107,6 +107,27 @@ def test_train_package_writes_a_loadable_model_with_provenance(sections: Path, t
     assert card["pixel_size_um"] == 1.0 and card["tile_size"] == 16
 
 
+def test_init_starts_from_a_packaged_models_weights(sections: Path, tmp_path: Path) -> None:
+    """With lr 0 the weights cannot move, so a model trained from --init is its source, bit for bit."""
+    kw = dict(pixel_size_um=1.0, arch=TINY, diffusion=DiffusionConfig(steps=20), progress=False)
+    src = train_package(str(sections), tmp_path / "src", settings=SETTINGS, **kw)
+    frozen = replace(SETTINGS, steps=2, lr=0.0)
+    card = train_package(str(sections), tmp_path / "tuned", settings=frozen, init=str(tmp_path / "src"), **kw)
+    assert card["training"]["initialised_from"]["sha256"] == src["weights"]["sha256"]
+    assert card["training"]["initialised_from"]["steps"] == SETTINGS.steps
+    a, b = modelpkg.load(tmp_path / "src").network, modelpkg.load(tmp_path / "tuned").network
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(x, y), name
+    fresh = train_package(str(sections), tmp_path / "fresh", settings=frozen, **kw)
+    assert "initialised_from" not in fresh["training"] and fresh["weights"]["sha256"] != src["weights"]["sha256"]
+    with pytest.raises(modelpkg.ModelPackageError, match="architecture"):
+        train_package(str(sections), tmp_path / "other", settings=frozen, init=str(tmp_path / "src"),
+                      **{**kw, "arch": replace(TINY, model_channels=64)})
+    with pytest.raises(modelpkg.ModelPackageError, match="diffusion steps"):
+        train_package(str(sections), tmp_path / "other", settings=frozen, init=str(tmp_path / "src"),
+                      **{**kw, "diffusion": DiffusionConfig(steps=30)})
+
+
 def test_two_process_gloo_ddp_training_step(sections: Path, tmp_path: Path) -> None:
     """torchrun with 2 CPU processes: gradients are averaged, so both ranks end with identical weights."""
     (tmp_path / "arch.json").write_text(json.dumps(TINY.to_dict()))

@@ -41,7 +41,7 @@ def _train(args: argparse.Namespace) -> int:
                          settings=settings, diffusion=DiffusionConfig(steps=args.diffusion_steps),
                          run_dir=Path(args.run_dir) if args.run_dir else None, resume=args.resume, name=args.name,
                          command=" ".join(shlex.quote(a) for a in ["cytopaint", *sys.argv[1:]]),
-                         progress=not args.quiet, weights_dtype=args.weights_dtype)
+                         progress=not args.quiet, weights_dtype=args.weights_dtype, init=args.init)
     if card:
         print(f"wrote {args.out} (sha256 {card['weights']['sha256'][:12]}…)", file=sys.stderr)
     return 0
@@ -308,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=500)
     p.add_argument("--run-dir", help="checkpoints and log.tsv (default: OUT.run)")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint")
+    p.add_argument("--init", help="start from this packaged model's weights (same architecture), e.g. demo")
     p.add_argument("--name", help="model name in the card (default: the directory name)")
     p.add_argument("--weights-dtype", default="float32", choices=["float32", "float16", "bfloat16"],
                    help="dtype of the packaged weights (float16 halves the file)")

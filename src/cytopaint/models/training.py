@@ -337,11 +337,29 @@ def architecture(name_or_path: str) -> UNetConfig:
     return UNetConfig.from_dict(json.loads(path.read_text()))
 
 
+def initialise(network: UNet, package: str, diffusion: DiffusionConfig) -> dict[str, Any]:
+    """Load a packaged model's weights into ``network``; returns what the new card records about them."""
+    src = modelpkg.load(package)
+    if src.network.config != network.config:
+        raise modelpkg.ModelPackageError(f"--init {package}: its architecture {src.network.config.to_dict()} is not "
+                                         f"the one being trained {network.config.to_dict()}")
+    if src.diffusion_config.steps != diffusion.steps:
+        raise modelpkg.ModelPackageError(f"--init {package}: trained with {src.diffusion_config.steps} diffusion "
+                                         f"steps, not {diffusion.steps}")
+    network.load_state_dict(src.network.state_dict())
+    return {"name": src.card["name"], "sha256": src.weights_sha256, "steps": src.card["training"].get("steps"),
+            "code_version": src.card["training"]["code_version"]}
+
+
 def train_package(sections_tsv: str, out: Path, *, pixel_size_um: float, arch: UNetConfig, settings: TrainSettings,
                   diffusion: DiffusionConfig = DiffusionConfig(), run_dir: Path | None = None, resume: bool = False,
                   name: str | None = None, command: str = "", progress: bool = True,
-                  weights_dtype: str = "float32") -> dict[str, Any] | None:
-    """Train on the sections of a table and write a packaged model (rank 0); returns its card."""
+                  weights_dtype: str = "float32", init: str | None = None) -> dict[str, Any] | None:
+    """Train on the sections of a table and write a packaged model (rank 0); returns its card.
+
+    ``init`` starts from a packaged model's weights (same architecture and diffusion steps) instead
+    of random ones; a checkpoint being resumed takes precedence over it.
+    """
     d = init_distributed()
     try:
         table = read_sections(sections_tsv, base=Path(sections_tsv).resolve().parent)
@@ -350,6 +368,7 @@ def train_package(sections_tsv: str, out: Path, *, pixel_size_um: float, arch: U
         sampler = PatchSampler(loaded, arch.image_size)
         torch.manual_seed(settings.seed)
         network = UNet(arch)
+        initialised_from = initialise(network, init, diffusion) if init else None
         run_dir = run_dir or out.with_name(out.name + ".run")
         start = time.perf_counter()
         ema, _ = run_training(sampler, network, diffusion.build(), settings, run_dir, resume, d, progress, command)
@@ -366,6 +385,8 @@ def train_package(sections_tsv: str, out: Path, *, pixel_size_um: float, arch: U
             "patch_origins": sampler.n_origins, "wall_seconds_last_session": round(time.perf_counter() - start, 1),
             "final_loss_logged": float(np.mean(log[-5:, 1])) if len(log) else None,
         }
+        if initialised_from:
+            training["initialised_from"] = initialised_from
         return modelpkg.save(out, ema.shadow, name=name or out.name, diffusion=diffusion, pixel_size_um=pixel_size_um,
                              training=training, description=f"DDPM trained by cytopaint train on {len(table)} sections",
                              weights_dtype=weights_dtype)
