@@ -20,6 +20,7 @@ from cytopaint.diffusion.unet import UNet
 from cytopaint.morphology import dilate
 from cytopaint.models.patches import PatchSampler, load_section, mask_at_level, valid_origins
 from cytopaint.models.training import TrainSettings, run_training, train_package
+from cytopaint.models.training_monitor import SheetSettings, draw_samples, read_log, smoothed
 
 
 def test_valid_origins_avoid_artifacts_and_background() -> None:
@@ -126,6 +127,43 @@ def test_init_starts_from_a_packaged_models_weights(sections: Path, tmp_path: Pa
     with pytest.raises(modelpkg.ModelPackageError, match="diffusion steps"):
         train_package(str(sections), tmp_path / "other", settings=frozen, init=str(tmp_path / "src"),
                       **{**kw, "diffusion": DiffusionConfig(steps=30)})
+
+
+def test_pictures_at_checkpoints_leave_the_training_unchanged(sections: Path, tmp_path: Path) -> None:
+    diffusion = DiffusionConfig(steps=20).build()
+    sheets: list[tuple[int, np.ndarray]] = []
+
+    def pictures(step: int, ema) -> None:
+        images = draw_samples(ema.shadow, diffusion, 16, SheetSettings(count=3, steps=5), torch.device("cpu"))
+        sheets.append((step, images))
+
+    torch.manual_seed(0)
+    _, plain = run_training(_sampler(sections), UNet(TINY), diffusion, SETTINGS, tmp_path / "plain", progress=False)
+    torch.manual_seed(0)
+    _, watched = run_training(_sampler(sections), UNet(TINY), diffusion, SETTINGS, tmp_path / "watched",
+                              progress=False, on_checkpoint=pictures)
+    assert [h["loss"] for h in watched] == [h["loss"] for h in plain]
+    assert [s for s, _ in sheets] == [3, 6]
+    assert sheets[0][1].shape == (3, 16, 16) and np.abs(sheets[0][1]).max() <= 1.0
+    assert not np.array_equal(sheets[0][1], sheets[1][1])  # the EMA moved between checkpoints
+
+
+def test_train_package_writes_loss_curve_and_sample_sheet(sections: Path, tmp_path: Path) -> None:
+    kw = dict(pixel_size_um=1.0, arch=TINY, settings=SETTINGS, diffusion=DiffusionConfig(steps=20), progress=False)
+    train_package(str(sections), tmp_path / "m", **kw)
+    for name in ("loss.png", "samples.png"):
+        assert (tmp_path / "m.run" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    train_package(str(sections), tmp_path / "quiet", sheet=SheetSettings(count=0), **kw)
+    assert (tmp_path / "quiet.run" / "loss.png").exists() and not (tmp_path / "quiet.run" / "samples.png").exists()
+
+
+def test_log_reading_and_smoothing(tmp_path: Path) -> None:
+    (tmp_path / "log.tsv").write_text("step\tloss\n10\t1\n20\t2\n30\t3\n40\t4\n")
+    log = read_log(tmp_path / "log.tsv")
+    assert log["step"].tolist() == [10, 20, 30, 40]
+    assert smoothed(log["loss"], 2).tolist() == [1.0, 1.5, 2.5, 3.5]
+    (tmp_path / "empty.tsv").write_text("step\tloss\n")
+    assert read_log(tmp_path / "empty.tsv")["loss"].size == 0
 
 
 def test_two_process_gloo_ddp_training_step(sections: Path, tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ def _train(args: argparse.Namespace) -> int:
 
     from .diffusion.gaussian import DiffusionConfig
     from .models.training import TrainSettings, architecture, train_package
+    from .models.training_monitor import SheetSettings
 
     settings = TrainSettings(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
                              ema_decay=args.ema_decay, grad_clip=args.grad_clip, precision=args.precision,
@@ -41,7 +42,8 @@ def _train(args: argparse.Namespace) -> int:
                          settings=settings, diffusion=DiffusionConfig(steps=args.diffusion_steps),
                          run_dir=Path(args.run_dir) if args.run_dir else None, resume=args.resume, name=args.name,
                          command=" ".join(shlex.quote(a) for a in ["cytopaint", *sys.argv[1:]]),
-                         progress=not args.quiet, weights_dtype=args.weights_dtype, init=args.init)
+                         progress=not args.quiet, weights_dtype=args.weights_dtype, init=args.init,
+                         sheet=SheetSettings(count=args.sample_count, steps=args.sample_steps, seed=args.seed))
     if card:
         print(f"wrote {args.out} (sha256 {card['weights']['sha256'][:12]}…)", file=sys.stderr)
     return 0
@@ -309,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", help="checkpoints and log.tsv (default: OUT.run)")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint")
     p.add_argument("--init", help="start from this packaged model's weights (same architecture), e.g. demo")
+    p.add_argument("--sample-count", type=int, default=16,
+                   help="EMA samples drawn into RUN_DIR/samples.png at each checkpoint (0: none)")
+    p.add_argument("--sample-steps", type=int, default=32, help="respaced sampling steps of those samples")
     p.add_argument("--name", help="model name in the card (default: the directory name)")
     p.add_argument("--weights-dtype", default="float32", choices=["float32", "float16", "bfloat16"],
                    help="dtype of the packaged weights (float16 halves the file)")

@@ -10,7 +10,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from ..io.sections import plane, read_sections
 from ..runtime import code_version_string
 from . import package as modelpkg
 from .patches import PatchSampler, load_section
+from .training_monitor import SheetSettings, draw_samples, loss_curve, sample_sheet
 
 
 class EMA:
@@ -253,12 +254,14 @@ LOG_COLUMNS = ("step", "loss", "mse", "vb", "grad_norm", "lr", "images_per_s")
 
 def run_training(sampler: PatchSampler, network: nn.Module, diffusion: GaussianDiffusion, settings: TrainSettings,
                  run_dir: Path, resume: bool = False, dist_info: Dist | None = None,
-                 progress: bool = True, command: str = "") -> tuple[EMA, list[dict[str, float]]]:
+                 progress: bool = True, command: str = "",
+                 on_checkpoint: Callable[[int, EMA], None] | None = None) -> tuple[EMA, list[dict[str, float]]]:
     """Train ``network`` with the hybrid loss; checkpoints and ``log.tsv`` go to ``run_dir`` (rank 0).
 
     Each rank draws its own patches and noise (seeded by seed and rank); DDP averages gradients.
     Resuming restores weights, EMA, optimizer and random states, so the loss curve continues
     exactly where an uninterrupted run would be. Checkpoints keep the ``command`` of every session.
+    ``on_checkpoint(step, ema)`` runs on rank 0 after each checkpoint (pictures of the run so far).
     """
     d = dist_info or Dist()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -304,6 +307,8 @@ def run_training(sampler: PatchSampler, network: nn.Module, diffusion: GaussianD
                     f.write("\t".join(f"{row.get(c, float('nan')):.6g}" for c in LOG_COLUMNS) + "\n")
         if step % settings.checkpoint_every == 0 or step == settings.steps:
             _checkpoint_all_ranks(run_dir, step, model, ema, optimizer, generator, rng, d, commands)
+            if on_checkpoint and d.main:
+                on_checkpoint(step, ema)
     bar.close()
     return ema, history
 
@@ -354,11 +359,13 @@ def initialise(network: UNet, package: str, diffusion: DiffusionConfig) -> dict[
 def train_package(sections_tsv: str, out: Path, *, pixel_size_um: float, arch: UNetConfig, settings: TrainSettings,
                   diffusion: DiffusionConfig = DiffusionConfig(), run_dir: Path | None = None, resume: bool = False,
                   name: str | None = None, command: str = "", progress: bool = True,
-                  weights_dtype: str = "float32", init: str | None = None) -> dict[str, Any] | None:
+                  weights_dtype: str = "float32", init: str | None = None,
+                  sheet: SheetSettings = SheetSettings()) -> dict[str, Any] | None:
     """Train on the sections of a table and write a packaged model (rank 0); returns its card.
 
     ``init`` starts from a packaged model's weights (same architecture and diffusion steps) instead
-    of random ones; a checkpoint being resumed takes precedence over it.
+    of random ones; a checkpoint being resumed takes precedence over it. At each checkpoint
+    ``run_dir`` gets ``loss.png`` and, unless ``sheet.count`` is 0, ``samples.png`` (EMA samples).
     """
     d = init_distributed()
     try:
@@ -371,7 +378,17 @@ def train_package(sections_tsv: str, out: Path, *, pixel_size_um: float, arch: U
         initialised_from = initialise(network, init, diffusion) if init else None
         run_dir = run_dir or out.with_name(out.name + ".run")
         start = time.perf_counter()
-        ema, _ = run_training(sampler, network, diffusion.build(), settings, run_dir, resume, d, progress, command)
+        process = diffusion.build()
+
+        def pictures(step: int, ema: EMA) -> None:
+            loss_curve(run_dir / "log.tsv", run_dir / "loss.png", f"{name or out.name}: training loss to step {step}")
+            if sheet.count:
+                images = draw_samples(ema.shadow, process, arch.image_size, sheet, d.device)
+                sample_sheet(images, run_dir / "samples.png",
+                             f"EMA samples at step {step} ({sheet.steps} steps, seeds {sheet.seed}-"
+                             f"{sheet.seed + sheet.count - 1})")
+
+        ema, _ = run_training(sampler, network, process, settings, run_dir, resume, d, progress, command, pictures)
         if not d.main:
             return None
         commands = json.loads((run_dir / "checkpoint" / "state.json").read_text())["commands"]
