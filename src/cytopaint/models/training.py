@@ -160,7 +160,8 @@ def init_distributed() -> Dist:
     else:
         return Dist(device=torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     cuda = torch.cuda.is_available()
-    device = torch.device(f"cuda:{local}") if cuda else torch.device("cpu")
+    # a task that sees one GPU (srun --gpus-per-task 1) uses it; one that sees the node's GPUs takes its local rank's
+    device = torch.device(f"cuda:{local % torch.cuda.device_count()}") if cuda else torch.device("cpu")
     if cuda:
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world)
