@@ -106,6 +106,15 @@ def test_train_package_writes_a_loadable_model_with_provenance(sections: Path, t
     assert card["training"]["command"] == "cytopaint train --test"
     assert card["training"]["seed"] == 0 and len(card["training"]["data"]) == 2
     assert card["pixel_size_um"] == 1.0 and card["tile_size"] == 16
+    again = train_package(str(sections), tmp_path / "model", pixel_size_um=1.0, arch=TINY, settings=SETTINGS,
+                          diffusion=DiffusionConfig(steps=20), command="cytopaint train --resume", resume=True,
+                          progress=False)  # nothing left to train: packaged again, the command recorded
+    assert again["training"]["resumed_by"] == ["cytopaint train --resume"]
+    assert again["weights"]["sha256"] == card["weights"]["sha256"]
+    with pytest.raises(ValueError, match=f"at step {SETTINGS.steps}, beyond --steps 2"):
+        train_package(str(sections), tmp_path / "model", pixel_size_um=1.0, arch=TINY,
+                      settings=replace(SETTINGS, steps=2), diffusion=DiffusionConfig(steps=20), resume=True,
+                      progress=False)
 
 
 def test_init_starts_from_a_packaged_models_weights(sections: Path, tmp_path: Path) -> None:

@@ -279,6 +279,8 @@ def run_training(sampler: PatchSampler, network: nn.Module, diffusion: GaussianD
     log_path = run_dir / "log.tsv"
     if resume and (run_dir / "checkpoint").exists():
         start, meta = load_checkpoint(run_dir, model, ema, optimizer, generator)
+        if start > settings.steps:
+            raise ValueError(f"the checkpoint in {run_dir} is at step {start}, beyond --steps {settings.steps}")
         commands = meta.get("commands", []) + [command]
         rng.bit_generator.state = meta["numpy_rng"] if d.world == 1 else meta[f"numpy_rng.{d.rank}"]
         if d.world > 1:
@@ -310,6 +312,8 @@ def run_training(sampler: PatchSampler, network: nn.Module, diffusion: GaussianD
             _checkpoint_all_ranks(run_dir, step, model, ema, optimizer, generator, rng, d, commands)
             if on_checkpoint and d.main:
                 on_checkpoint(step, ema)
+    if start == settings.steps and resume:  # nothing left to train: the checkpoint still records this command
+        _checkpoint_all_ranks(run_dir, start, model, ema, optimizer, generator, rng, d, commands)
     bar.close()
     return ema, history
 
