@@ -288,6 +288,12 @@ def run_training(sampler: PatchSampler, network: nn.Module, diffusion: GaussianD
     elif d.main:
         log_path.write_text("\t".join(LOG_COLUMNS) + "\n")
     history: list[dict[str, float]] = []
+
+    def checkpoint(step: int) -> None:
+        _checkpoint_all_ranks(run_dir, step, model, ema, optimizer, generator, rng, d, commands)
+        if on_checkpoint and d.main:
+            on_checkpoint(step, ema)
+
     bar = tqdm(total=settings.steps, initial=start, desc="train", unit="step", disable=not (progress and d.main))
     tick = time.perf_counter()
     for step in range(start + 1, settings.steps + 1):
@@ -309,11 +315,9 @@ def run_training(sampler: PatchSampler, network: nn.Module, diffusion: GaussianD
                 with open(log_path, "a") as f:
                     f.write("\t".join(f"{row.get(c, float('nan')):.6g}" for c in LOG_COLUMNS) + "\n")
         if step % settings.checkpoint_every == 0 or step == settings.steps:
-            _checkpoint_all_ranks(run_dir, step, model, ema, optimizer, generator, rng, d, commands)
-            if on_checkpoint and d.main:
-                on_checkpoint(step, ema)
+            checkpoint(step)
     if start == settings.steps and resume:  # nothing left to train: the checkpoint still records this command
-        _checkpoint_all_ranks(run_dir, start, model, ema, optimizer, generator, rng, d, commands)
+        checkpoint(start)
     bar.close()
     return ema, history
 
