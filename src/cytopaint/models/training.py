@@ -285,6 +285,8 @@ def run_training(sampler: PatchSampler, network: nn.Module, diffusion: GaussianD
         rng.bit_generator.state = meta["numpy_rng"] if d.world == 1 else meta[f"numpy_rng.{d.rank}"]
         if d.world > 1:
             generator.set_state(torch.tensor(meta[f"torch_rng.{d.rank}"], dtype=torch.uint8))
+        if d.main:
+            _drop_log_rows_after(log_path, start)
     elif d.main:
         log_path.write_text("\t".join(LOG_COLUMNS) + "\n")
     history: list[dict[str, float]] = []
@@ -320,6 +322,12 @@ def run_training(sampler: PatchSampler, network: nn.Module, diffusion: GaussianD
         checkpoint(start)
     bar.close()
     return ema, history
+
+
+def _drop_log_rows_after(log_path: Path, step: int) -> None:
+    """Forget the rows a stopped run logged after its last checkpoint: the resumed run logs those steps again."""
+    header, *rows = log_path.read_text().splitlines(keepends=True)
+    log_path.write_text(header + "".join(r for r in rows if float(r.split("\t", 1)[0]) <= step))
 
 
 def _checkpoint_all_ranks(run_dir: Path, step: int, model: nn.Module, ema: EMA, optimizer: torch.optim.Optimizer,
