@@ -1,0 +1,96 @@
+"""How often does the QC flag a perfect repair? Flags of each tile on the repaired store and on the truth.
+
+    python benchmarks/qc_false_flags.py [--results results] [--truth results/demo/data/truth]
+        [--config config/config.yaml] [--sections results/demo/data/sections.tsv]
+
+Re-measures every planned tile of every repaired section in ``--results`` twice with the workflow's own QC
+(`cytopaint.qc.measure`): on the repaired store, as the ``qc`` rule does, and with the synthetic truth
+(``cytopaint synth`` writes it beside the damaged stack) in its place, the same tiles, owned pixels,
+rings and thresholds. The truth is what a perfect repair would paint, so its flags are false alarms:
+the rate a model cannot go below. Prints both, per section and per flag reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from cytopaint.geometry import Box
+from cytopaint.io import volume
+from cytopaint.plan.section import Section
+from cytopaint.plan.stage import read_plan_dir
+from cytopaint.qc.measure import SectionWindows, measure_section
+from cytopaint.qc.metrics import QCSettings
+
+
+class TruthWindows(SectionWindows):
+    """A section's windows with the synthetic truth read where the repaired store would be."""
+
+    def __init__(self, section: Section, output: str, truth: str) -> None:
+        super().__init__(section, output)
+        self.truth = truth
+
+    def window(self, box: Box) -> dict:
+        a = super().window(box)
+        a["after"] = volume.read_region(self.truth, *box.size)
+        return a
+
+
+METRICS = {"intensity_sd": "intensity_sd_rel", "seam": "seam", "intensity_mean": "intensity_z",
+           "density": "density_rel", "cell_area": "cell_area_rel"}
+
+
+def measured(results: Path, table: str, truth_dir: Path, settings: QCSettings) -> pd.DataFrame:
+    """Metrics of every repaired tile of every section in ``results``, on the repaired store and on the truth."""
+    frames = []
+    for receipt_path in sorted(results.glob("sections/*/blend.json")):
+        section = Section.from_table(table, receipt_path.parent.name)
+        plan, _ = read_plan_dir(receipt_path.parent / "plan")
+        output = json.loads(receipt_path.read_text())["output"]
+        truth = str(truth_dir / Path(section.image.split("#")[0]).name)
+        for name, windows in (("repaired", SectionWindows(section, output)),
+                              ("truth", TruthWindows(section, output, truth))):
+            m = measure_section(windows, plan, {}, settings, progress=False)
+            frames.append(m[m["repaired_px"] > 0].assign(store=name))
+    return pd.concat(frames, ignore_index=True)
+
+
+def report(m: pd.DataFrame) -> str:
+    """Flagged tiles per section and store, flags by reason, and the metrics' spread, as text."""
+    m = m.assign(flagged=m["flags"].fillna("") != "", small=m["repaired_px"] < m["repaired_px"].median())
+    lines = [m.pivot_table(index="section", columns="store", values="flagged", aggfunc=["sum", "count"])
+             .to_string(), ""]
+    for store, g in m.groupby("store"):
+        codes = Counter(c for f in g["flags"].fillna("") for c in f.split(";") if c)
+        lines.append(f"{store:>9}: {int(g['flagged'].sum())} of {len(g)} tiles flagged ({g['flagged'].mean():.0%}; "
+                     f"{g.loc[g['small'], 'flagged'].mean():.0%} of the smaller half by repaired pixels, "
+                     f"{g.loc[~g['small'], 'flagged'].mean():.0%} of the larger); by reason: {dict(sorted(codes.items()))}")
+    lines += ["", f"|metric| per tile (median repaired region {int(m['repaired_px'].median())} px): median / 90th percentile"]
+    for code, col in METRICS.items():
+        parts = [f"{store} {g[col].abs().median():.2f} / {g[col].abs().quantile(0.9):.2f}"
+                 for store, g in m.groupby("store")]
+        lines.append(f"  {code:<15} ({col}): " + ", ".join(parts))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--results", default="results")
+    ap.add_argument("--truth", default=None, help="folder of the truth stores (default: RESULTS/demo/data/truth)")
+    ap.add_argument("--sections", default=None, help="sections table (default: RESULTS/demo/data/sections.tsv)")
+    ap.add_argument("--config", default="config/config.yaml", help="its qc block sets rings and thresholds")
+    args = ap.parse_args()
+    results = Path(args.results)
+    truth_dir = Path(args.truth or results / "demo" / "data" / "truth")
+    table = args.sections or str(results / "demo" / "data" / "sections.tsv")
+    settings = QCSettings.from_config(yaml.safe_load(Path(args.config).read_text()).get("qc"))
+    print(report(measured(results, table, truth_dir, settings)))
+
+
+if __name__ == "__main__":
+    main()
