@@ -69,8 +69,10 @@ def report(m: pd.DataFrame) -> str:
         codes = Counter(c for f in g["flags"].fillna("") for c in f.split(";") if c)
         lines.append(f"{store:>9}: {int(g['flagged'].sum())} of {len(g)} tiles flagged ({g['flagged'].mean():.0%}; "
                      f"{g.loc[g['small'], 'flagged'].mean():.0%} of the smaller half by repaired pixels, "
-                     f"{g.loc[~g['small'], 'flagged'].mean():.0%} of the larger); by reason: {dict(sorted(codes.items()))}")
-    lines += ["", f"|metric| per tile (median repaired region {int(m['repaired_px'].median())} px): median / 90th percentile"]
+                     f"{g.loc[~g['small'], 'flagged'].mean():.0%} of the larger); "
+                     f"by reason: {dict(sorted(codes.items()))}")
+    lines += ["", f"|metric| per tile (median repaired region {int(m['repaired_px'].median())} px): "
+              "median / 90th percentile"]
     for code, col in METRICS.items():
         parts = [f"{store} {g[col].abs().median():.2f} / {g[col].abs().quantile(0.9):.2f}"
                  for store, g in m.groupby("store")]
