@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from cytopaint.qc.metrics import (QCSettings, Thresholds, flag_tile, ring_mask, seam_score, severity, tile_metrics,
-                                  tissue_mask)
+from cytopaint.qc.metrics import (QCSettings, Thresholds, flag_tile, null_regions, ring_mask, seam_score, severity,
+                                  tile_metrics, tissue_mask)
 from cytopaint.synth import SectionSpec, render_section
 
 PS = 2.0
@@ -117,6 +117,40 @@ def test_the_ring_widens_inside_a_large_repaired_area(cortex: dict) -> None:
     m = _metrics(cortex, img, owned, repaired=everything)
     assert m["ring_um2"] == 0 and math.isnan(m["density_rel"])
     assert [f.code for f in flag_tile(m, Thresholds())] == ["no_reference"]
+
+
+def test_null_regions_are_the_shape_moved_into_allowed_tissue() -> None:
+    region = np.zeros((40, 40), dtype=bool)
+    region[10:16, 10:12] = region[14:16, 12:18] = True  # an L
+    allowed = np.ones((40, 40), dtype=bool)
+    allowed[20:, :] = False
+    moved = null_regions(region, allowed, 30, seed=3)
+    assert len(moved) == 30 and len({m.tobytes() for m in moved}) == 30
+    ys, xs = np.nonzero(region)
+    for m in moved:
+        my, mx = np.nonzero(m)
+        assert not (m & ~allowed).any()
+        assert np.array_equal(my - my.min(), ys - ys.min()) and np.array_equal(mx - mx.min(), xs - xs.min())
+    assert all(np.array_equal(a, b) for a, b in zip(moved, null_regions(region, allowed, 30, seed=3)))
+    assert len(null_regions(region, allowed, 10_000)) == (20 - 6 + 1) * (40 - 8 + 1)  # every place it fits
+    assert null_regions(region, np.zeros((40, 40), bool), 5) == [] and null_regions(region[:0], allowed, 5) == []
+
+
+def test_small_regions_of_real_tissue_are_not_flagged_for_their_grey_levels(cortex: dict) -> None:
+    """Small regions of intact tissue differ widely from their ring: only the null keeps them unflagged."""
+    img = cortex["intact"]
+    rng = np.random.default_rng(0)
+    by_threshold, flagged = 0, 0
+    for _ in range(20):
+        y, x = int(rng.integers(60, 170)), int(rng.integers(20, 100))
+        m = _metrics(cortex, img, _square(img.shape, y, x, 8))
+        assert m["null_regions"] >= 8
+        by_threshold += abs(m["intensity_sd_rel"]) > Thresholds().intensity_sd or m["seam"] > Thresholds().seam
+        flagged += bool(flag_tile(m, Thresholds()))
+    assert by_threshold >= 5 and flagged <= 1  # 7 and 0 when written
+    one = _metrics(cortex, img, _square(img.shape, 100, 60, 1))  # one pixel: its spread is 0, as the null's
+    assert one["intensity_sd_rel"] == -1 and one["intensity_sd_null_z"] == 0.0
+    assert "intensity_sd" not in {f.code for f in flag_tile(one, Thresholds())}
 
 
 def test_plan_status_flags() -> None:

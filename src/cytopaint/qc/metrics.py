@@ -13,10 +13,17 @@ Pure functions on arrays of one tile's neighbourhood (level 0, image dtype):
 - Seam score: mean absolute step between 4-neighbours across the border of the owned pixels
   (one owned, one intact) over the same between 4-neighbours inside the ring. About 1 when the
   border is invisible; a brightness or texture jump at the border raises it.
+- Null of the grey-level statistics: the same three (grey mean, grey spread, seam) measured on
+  regions of the owned region's shape moved to where they lie wholly in intact tissue of the
+  window (up to `NULL_PLACEMENTS`). Real tissue varies that much between neighbouring regions of
+  that size and shape; the ``*_null_z`` columns say how far the repair lies outside it.
 
-`flag_tile` turns metrics into flags with reasons from `Thresholds`: a cell statistic is flagged
-only when its relative difference exceeds the threshold *and* the difference is significant
-(|z| >= ``significance_z``), so small regions with a handful of cells do not raise false alarms.
+`flag_tile` turns metrics into flags with reasons from `Thresholds`: a statistic is flagged only
+when its difference exceeds the threshold *and* is significant (|z| >= ``significance_z``): the
+cell statistics by their Poisson or Welch z, the grey-level ones by their null z (where the window
+has no room for `MIN_NULL_PLACEMENTS` regions of that shape, large repairs, the threshold alone
+decides). Small regions, whose statistics vary widely even in intact tissue, thus do not raise
+false alarms (``benchmarks/qc_false_flags.py`` measures them on a perfect repair).
 """
 
 from __future__ import annotations
@@ -29,10 +36,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
+from scipy import signal
 
 from .cells import detect_cells
 
 MAX_RING_GROWTH = 8  # the ring may widen up to this factor when intact tissue is scarce
+NULL_PLACEMENTS = 48  # same-shaped regions of intact tissue measured per tile for the grey-level null
+MIN_NULL_PLACEMENTS = 8  # fewer than this: no null z (NaN)
 
 # one row of metrics.tsv per tile: these columns, after the plan's identifying columns
 METRIC_COLUMNS: dict[str, str] = {
@@ -57,6 +67,10 @@ METRIC_COLUMNS: dict[str, str] = {
     "intensity_z": "(mean repaired - mean ring) / sd ring",
     "intensity_sd_rel": "sd repaired / sd ring - 1",
     "seam": "mean |step| across the repaired border / mean |step| inside the ring",
+    "null_regions": "same-shaped regions of intact tissue in the window that the null z values come from",
+    "intensity_null_z": "grey mean of the repaired region vs those regions' (z)",
+    "intensity_sd_null_z": "grey spread of the repaired region vs those regions' (z)",
+    "seam_null_z": "seam score of the repaired region vs those regions' (z)",
 }
 
 
@@ -69,7 +83,7 @@ class Thresholds:
     intensity_mean: float = 0.75  # |intensity_z|
     intensity_sd: float = 0.35  # |intensity_sd_rel|
     seam: float = 1.5  # seam score
-    significance_z: float = 3.0  # cell statistics are flagged only from this |z| on
+    significance_z: float = 3.0  # differences are flagged only from this |z| on (cells: Poisson/Welch; grey: null)
 
 
 @dataclass(frozen=True)
@@ -160,6 +174,60 @@ def seam_score(image: np.ndarray, owned: np.ndarray, intact: np.ndarray, ring: n
     return float(across_all.mean()) / ref if ref > 0 else math.nan
 
 
+def null_regions(region: np.ndarray, allowed: np.ndarray, count: int, seed: int = 0) -> list[np.ndarray]:
+    """Up to ``count`` copies of ``region`` shifted to where they lie wholly in ``allowed``, drawn at random."""
+    ys, xs = np.nonzero(region)
+    if not len(ys):
+        return []
+    y0, x0 = int(ys.min()), int(xs.min())
+    shape = region[y0:ys.max() + 1, x0:xs.max() + 1]
+    if shape.shape[0] > allowed.shape[0] or shape.shape[1] > allowed.shape[1]:
+        return []
+    covered = signal.fftconvolve(allowed.astype(np.float64), shape[::-1, ::-1].astype(np.float64), mode="valid")
+    anchors = np.argwhere(covered > shape.sum() - 0.5)
+    anchors = anchors[np.random.default_rng(seed).permutation(len(anchors))[:count]]
+    out = []
+    for ay, ax in anchors:
+        moved = np.zeros(region.shape, dtype=bool)
+        moved[ay:ay + shape.shape[0], ax:ax + shape.shape[1]] = shape
+        out.append(moved)
+    return out
+
+
+def _null_of(owned: np.ndarray, intact: np.ndarray) -> list[np.ndarray]:
+    """Regions of the owned shape in intact tissue or, where too few fit, squares of its area, then halving sides.
+
+    Smaller regions vary more, so the fallback widens the null: a large repair is flagged less readily.
+    """
+    regions = null_regions(owned, intact, NULL_PLACEMENTS)
+    side = math.isqrt(int(owned.sum()))
+    while len(regions) < MIN_NULL_PLACEMENTS and side >= 2:
+        square = np.zeros(owned.shape, dtype=bool)
+        square[:min(side, owned.shape[0]), :min(side, owned.shape[1])] = True
+        regions = null_regions(square, intact, NULL_PLACEMENTS)
+        side //= 2
+    return regions
+
+
+def _null_z(value: float, null: list[float]) -> float:
+    """How many of the null's standard deviations ``value`` lies from its mean (NaN without enough null)."""
+    null_arr = np.asarray([v for v in null if math.isfinite(v)])
+    if len(null_arr) < MIN_NULL_PLACEMENTS or not math.isfinite(value):
+        return math.nan
+    mean, sd = float(null_arr.mean()), float(null_arr.std(ddof=1))
+    if sd > 0:
+        return (value - mean) / sd
+    return 0.0 if math.isclose(value, mean, abs_tol=1e-9) else math.copysign(math.inf, value - mean)
+
+
+def _grey_stats(after: np.ndarray, region: np.ndarray, intact: np.ndarray, ring: np.ndarray,
+                m_ring: float, sd_ring: float) -> tuple[float, float, float]:
+    """Grey mean (in ring sd), grey spread (vs the ring's) and seam score of ``region``."""
+    vals = after[region].astype(np.float64)
+    return ((float(vals.mean()) - m_ring) / sd_ring if sd_ring > 0 else math.nan,
+            _rel(float(vals.std()), sd_ring), seam_score(after, region, intact & ~region, ring))
+
+
 def _cells_in(table: pd.DataFrame, region: np.ndarray) -> pd.DataFrame:
     """The cells whose centroid (pixel i centred at i) falls in ``region``."""
     if table.empty:
@@ -223,10 +291,12 @@ def tile_metrics(before: np.ndarray, after: np.ndarray, owned: np.ndarray, repai
         return out
     vals_ring = after[ring].astype(np.float64)
     m_ring, sd_ring = float(vals_ring.mean()), float(vals_ring.std())
-    out.update(intensity_mean_ring=m_ring, intensity_sd_ring=sd_ring,
-               intensity_z=(out["intensity_mean_repaired"] - m_ring) / sd_ring if sd_ring > 0 else math.nan,
-               intensity_sd_rel=_rel(out["intensity_sd_repaired"], sd_ring),
-               seam=seam_score(after, owned, intact, ring))
+    grey = _grey_stats(after, owned, intact, ring, m_ring, sd_ring)
+    null = [_grey_stats(after, r, intact, ring, m_ring, sd_ring) for r in _null_of(owned, intact)]
+    out.update(intensity_mean_ring=m_ring, intensity_sd_ring=sd_ring, intensity_z=grey[0], intensity_sd_rel=grey[1],
+               seam=grey[2], null_regions=len(null),
+               **{k: _null_z(v, [n[i] for n in null]) for i, (k, v) in
+                  enumerate(zip(("intensity_null_z", "intensity_sd_null_z", "seam_null_z"), grey))})
     _, cells = detect_cells(after, ps, mask=owned | intact)
     in_rep, in_ring = _cells_in(cells, owned), _cells_in(cells, ring)
     mm2_rep, mm2_ring = n_owned * px_um2 * 1e-6, n_ring * px_um2 * 1e-6
@@ -263,6 +333,9 @@ def flag_tile(m: Mapping[str, float], t: Thresholds, status: str = "ok") -> list
     def sig(z: float) -> bool:
         return math.isfinite(z) and abs(z) >= t.significance_z
 
+    def unlike_tissue(z: float) -> bool:  # no null (a large repair): the threshold alone decides
+        return not math.isfinite(z) or abs(z) >= t.significance_z
+
     if big(m["density_rel"], t.density) and sig(m["density_z"]):
         flags.append(Flag("density", f"cell density {_pct(m['density_rel'])} vs the ring "
                                      f"({m['density_repaired']:.0f} vs {m['density_ring']:.0f} cells/mm², "
@@ -271,15 +344,20 @@ def flag_tile(m: Mapping[str, float], t: Thresholds, status: str = "ok") -> list
         flags.append(Flag("cell_area", f"mean cell area {_pct(m['cell_area_rel'])} vs the ring "
                                        f"({m['cell_area_repaired']:.0f} vs {m['cell_area_ring']:.0f} µm², "
                                        f"z {m['cell_area_z']:+.1f}; limit ±{t.cell_area * 100:.0f}%)"))
-    if big(m["intensity_z"], t.intensity_mean):
+    def vs_tissue(key: str) -> str:
+        z = m.get(key, math.nan)
+        return f"; z {z:+.1f} vs intact regions of its shape" if math.isfinite(z) else ""
+
+    if big(m["intensity_z"], t.intensity_mean) and unlike_tissue(m.get("intensity_null_z", math.nan)):
         flags.append(Flag("intensity_mean", f"{'brighter' if m['intensity_z'] > 0 else 'darker'} than the ring by "
-                                            f"{abs(m['intensity_z']):.1f} sd (limit {t.intensity_mean:g} sd)"))
-    if big(m["intensity_sd_rel"], t.intensity_sd):
+                                            f"{abs(m['intensity_z']):.1f} sd (limit {t.intensity_mean:g} sd"
+                                            f"{vs_tissue('intensity_null_z')})"))
+    if big(m["intensity_sd_rel"], t.intensity_sd) and unlike_tissue(m.get("intensity_sd_null_z", math.nan)):
         flags.append(Flag("intensity_sd", f"grey-level spread {_pct(m['intensity_sd_rel'])} vs the ring "
-                                          f"(limit ±{t.intensity_sd * 100:.0f}%)"))
-    if math.isfinite(m["seam"]) and m["seam"] > t.seam:
+                                          f"(limit ±{t.intensity_sd * 100:.0f}%{vs_tissue('intensity_sd_null_z')})"))
+    if math.isfinite(m["seam"]) and m["seam"] > t.seam and unlike_tissue(m.get("seam_null_z", math.nan)):
         flags.append(Flag("seam", f"visible seam: steps across the border {m['seam']:.2f}x those in intact tissue "
-                                  f"(limit {t.seam:g}x)"))
+                                  f"(limit {t.seam:g}x{vs_tissue('seam_null_z')})"))
     return flags
 
 

@@ -178,9 +178,12 @@ def _stats(summ: dict[str, Any]) -> str:
 def _rules(s: QCSettings) -> str:
     """The flag rules in words (plain text)."""
     t = s.thresholds
-    return (f"density Δ beyond ±{t.density:.0%} and cell area Δ beyond ±{t.cell_area:.0%} (each only when "
-            f"|z| ≥ {t.significance_z:g}), grey mean beyond ±{t.intensity_mean:g} sd of the ring, grey sd Δ beyond "
-            f"±{t.intensity_sd:.0%}, seam above {t.seam:g}. The ring is intact tissue {s.ring_gap_um:g}–"
+    return (f"density Δ beyond ±{t.density:.0%}, cell area Δ beyond ±{t.cell_area:.0%}, grey mean beyond "
+            f"±{t.intensity_mean:g} sd of the ring, grey sd Δ beyond ±{t.intensity_sd:.0%}, seam above {t.seam:g}; "
+            f"each only when also |z| ≥ {t.significance_z:g} (cells: Poisson or Welch; grey levels: against "
+            "regions of the repaired region's shape in intact tissue nearby, where they fit, so that small repairs "
+            "are not flagged for the spread real tissue shows at their size). The ring is intact tissue "
+            f"{s.ring_gap_um:g}–"
             f"{s.ring_gap_um + s.ring_width_um:g} µm from the repaired pixels (widened up to {MAX_RING_GROWTH}× "
             "where intact tissue is scarce).")
 
