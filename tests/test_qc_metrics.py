@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from cytopaint.qc.metrics import (QCSettings, Thresholds, flag_tile, null_regions, ring_mask, seam_score, severity,
+from cytopaint.qc.metrics import (QCSettings, Thresholds, flag_tile, null_placements, ring_mask, seam_score, severity,
                                   tile_metrics, tissue_mask)
 from cytopaint.synth import SectionSpec, render_section
 
@@ -119,21 +119,23 @@ def test_the_ring_widens_inside_a_large_repaired_area(cortex: dict) -> None:
     assert [f.code for f in flag_tile(m, Thresholds())] == ["no_reference"]
 
 
-def test_null_regions_are_the_shape_moved_into_allowed_tissue() -> None:
+def test_null_placements_put_the_shape_wholly_into_allowed_tissue() -> None:
     region = np.zeros((40, 40), dtype=bool)
     region[10:16, 10:12] = region[14:16, 12:18] = True  # an L
     allowed = np.ones((40, 40), dtype=bool)
     allowed[20:, :] = False
-    moved = null_regions(region, allowed, 30, seed=3)
-    assert len(moved) == 30 and len({m.tobytes() for m in moved}) == 30
-    ys, xs = np.nonzero(region)
-    for m in moved:
-        my, mx = np.nonzero(m)
-        assert not (m & ~allowed).any()
-        assert np.array_equal(my - my.min(), ys - ys.min()) and np.array_equal(mx - mx.min(), xs - xs.min())
-    assert all(np.array_equal(a, b) for a, b in zip(moved, null_regions(region, allowed, 30, seed=3)))
-    assert len(null_regions(region, allowed, 10_000)) == (20 - 6 + 1) * (40 - 8 + 1)  # every place it fits
-    assert null_regions(region, np.zeros((40, 40), bool), 5) == [] and null_regions(region[:0], allowed, 5) == []
+    allowed[5, 30] = False
+    shape, corners = null_placements(region, allowed, 30, seed=3)
+    assert np.array_equal(shape, region[10:16, 10:18]) and len(corners) == 30
+    assert len({(int(y), int(x)) for y, x in corners}) == 30
+    for y, x in corners:
+        assert allowed[y:y + 6, x:x + 8][shape].all()
+    assert np.array_equal(corners, null_placements(region, allowed, 30, seed=3)[1])
+    every = {(int(y), int(x)) for y, x in null_placements(region, allowed, 10_000)[1]}
+    assert every == {(y, x) for y in range(20 - 6 + 1) for x in range(40 - 8 + 1)
+                     if allowed[y:y + 6, x:x + 8][shape].all()}
+    assert len(null_placements(region, np.zeros((40, 40), bool), 5)[1]) == 0
+    assert len(null_placements(np.zeros((40, 40), bool), allowed, 5)[1]) == 0
 
 
 def test_small_regions_of_real_tissue_are_not_flagged_for_their_grey_levels(cortex: dict) -> None:

@@ -20,9 +20,9 @@ Pure functions on arrays of one tile's neighbourhood (level 0, image dtype):
 
 `flag_tile` turns metrics into flags with reasons from `Thresholds`: a statistic is flagged only
 when its difference exceeds the threshold *and* is significant (|z| >= ``significance_z``): the
-cell statistics by their Poisson or Welch z, the grey-level ones by their null z (where the window
-has no room for `MIN_NULL_PLACEMENTS` regions of that shape, large repairs, the threshold alone
-decides). Small regions, whose statistics vary widely even in intact tissue, thus do not raise
+cell statistics by their Poisson or Welch z, the grey-level ones by their null z (where fewer than
+`MIN_NULL_PLACEMENTS` regions of that shape fit, squares of its area or smaller; where none fit,
+the threshold alone decides). Small regions, whose statistics vary widely even in intact tissue, thus do not raise
 false alarms (``benchmarks/qc_false_flags.py`` measures them on a perfect repair).
 """
 
@@ -151,62 +151,58 @@ def ring_mask(owned: np.ndarray, intact: np.ndarray, gap_px: float, width_px: fl
     return np.asarray(intact, dtype=bool) & (dist > gap_px) & (dist <= gap_px + width_px)
 
 
+def _steps(image: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """|steps| between 4-neighbours of which one lies in ``a`` and the other in ``b``."""
+    img = np.asarray(image, dtype=np.float64)
+    out = []
+    for axis in (0, 1):
+        lo = (slice(None, -1), slice(None)) if axis == 0 else (slice(None), slice(None, -1))
+        hi = (slice(1, None), slice(None)) if axis == 0 else (slice(None), slice(1, None))
+        out.append(np.abs(img[lo] - img[hi])[(a[lo] & b[hi]) | (b[lo] & a[hi])])
+    return np.concatenate(out)
+
+
+def _seam(across: np.ndarray, ref: float) -> float:
+    return float(across.mean()) / ref if across.size and ref > 0 else math.nan
+
+
 def seam_score(image: np.ndarray, owned: np.ndarray, intact: np.ndarray, ring: np.ndarray) -> float:
     """Mean |step| between 4-neighbours across the owned border over the mean |step| inside ``ring``.
 
     NaN when there is no owned/intact neighbour pair or no pair inside the ring.
     """
-    img = np.asarray(image, dtype=np.float64)
-    across, inside = [], []
-    for axis in (0, 1):
-        a = [slice(None), slice(None)]
-        b = [slice(None), slice(None)]
-        a[axis], b[axis] = slice(None, -1), slice(1, None)
-        a_, b_ = tuple(a), tuple(b)
-        step = np.abs(img[a_] - img[b_])
-        border = (owned[a_] & intact[b_]) | (intact[a_] & owned[b_])
-        across.append(step[border])
-        inside.append(step[ring[a_] & ring[b_]])
-    across_all, inside_all = np.concatenate(across), np.concatenate(inside)
-    if not across_all.size or not inside_all.size:
-        return math.nan
-    ref = float(inside_all.mean())
-    return float(across_all.mean()) / ref if ref > 0 else math.nan
+    inside = _steps(image, ring, ring)
+    return _seam(_steps(image, owned, intact), float(inside.mean())) if inside.size else math.nan
 
 
-def null_regions(region: np.ndarray, allowed: np.ndarray, count: int, seed: int = 0) -> list[np.ndarray]:
-    """Up to ``count`` copies of ``region`` shifted to where they lie wholly in ``allowed``, drawn at random."""
+def null_placements(region: np.ndarray, allowed: np.ndarray, count: int,
+                    seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``region``'s bounding-box shape and up to ``count`` top-left corners where it lies wholly in ``allowed``.
+
+    The corners are drawn at random (``seed``) from all that fit.
+    """
     ys, xs = np.nonzero(region)
     if not len(ys):
-        return []
-    y0, x0 = int(ys.min()), int(xs.min())
-    shape = region[y0:ys.max() + 1, x0:xs.max() + 1]
+        return np.zeros((0, 0), dtype=bool), np.zeros((0, 2), dtype=np.int64)
+    shape = region[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
     if shape.shape[0] > allowed.shape[0] or shape.shape[1] > allowed.shape[1]:
-        return []
+        return shape, np.zeros((0, 2), dtype=np.int64)
     covered = signal.fftconvolve(allowed.astype(np.float64), shape[::-1, ::-1].astype(np.float64), mode="valid")
-    anchors = np.argwhere(covered > shape.sum() - 0.5)
-    anchors = anchors[np.random.default_rng(seed).permutation(len(anchors))[:count]]
-    out = []
-    for ay, ax in anchors:
-        moved = np.zeros(region.shape, dtype=bool)
-        moved[ay:ay + shape.shape[0], ax:ax + shape.shape[1]] = shape
-        out.append(moved)
-    return out
+    corners = np.argwhere(covered > shape.sum() - 0.5)
+    return shape, corners[np.random.default_rng(seed).permutation(len(corners))[:count]]
 
 
-def _null_of(owned: np.ndarray, intact: np.ndarray) -> list[np.ndarray]:
-    """Regions of the owned shape in intact tissue or, where too few fit, squares of its area, then halving sides.
+def _null_placements(owned: np.ndarray, intact: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The owned shape's placements in intact tissue or, where too few fit, a square's of its area, then halving sides.
 
     Smaller regions vary more, so the fallback widens the null: a large repair is flagged less readily.
     """
-    regions = null_regions(owned, intact, NULL_PLACEMENTS)
+    shape, corners = null_placements(owned, intact, NULL_PLACEMENTS)
     side = math.isqrt(int(owned.sum()))
-    while len(regions) < MIN_NULL_PLACEMENTS and side >= 2:
-        square = np.zeros(owned.shape, dtype=bool)
-        square[:min(side, owned.shape[0]), :min(side, owned.shape[1])] = True
-        regions = null_regions(square, intact, NULL_PLACEMENTS)
+    while len(corners) < MIN_NULL_PLACEMENTS and side >= 2:
+        shape, corners = null_placements(np.ones((side, side), dtype=bool), intact, NULL_PLACEMENTS)
         side //= 2
-    return regions
+    return shape, corners
 
 
 def _null_z(value: float, null: list[float]) -> float:
@@ -220,12 +216,20 @@ def _null_z(value: float, null: list[float]) -> float:
     return 0.0 if math.isclose(value, mean, abs_tol=1e-9) else math.copysign(math.inf, value - mean)
 
 
-def _grey_stats(after: np.ndarray, region: np.ndarray, intact: np.ndarray, ring: np.ndarray,
-                m_ring: float, sd_ring: float) -> tuple[float, float, float]:
-    """Grey mean (in ring sd), grey spread (vs the ring's) and seam score of ``region``."""
-    vals = after[region].astype(np.float64)
-    return ((float(vals.mean()) - m_ring) / sd_ring if sd_ring > 0 else math.nan,
-            _rel(float(vals.std()), sd_ring), seam_score(after, region, intact & ~region, ring))
+def _grey_stats(after: np.ndarray, intact: np.ndarray, shape: np.ndarray, y: int, x: int, m_ring: float,
+                sd_ring: float, step_ring: float) -> tuple[float, float, float]:
+    """Grey mean (in ring sd), grey spread (vs the ring's) and seam score of ``shape`` placed at (y, x).
+
+    Measured on the shape's box and one pixel around it, all that its values and border steps need.
+    """
+    y0, x0 = max(y - 1, 0), max(x - 1, 0)
+    y1, x1 = min(y + shape.shape[0] + 1, after.shape[0]), min(x + shape.shape[1] + 1, after.shape[1])
+    region = np.zeros((y1 - y0, x1 - x0), dtype=bool)
+    region[y - y0:y - y0 + shape.shape[0], x - x0:x - x0 + shape.shape[1]] = shape
+    img = after[y0:y1, x0:x1]
+    vals = img[region].astype(np.float64)
+    return ((float(vals.mean()) - m_ring) / sd_ring if sd_ring > 0 else math.nan, _rel(float(vals.std()), sd_ring),
+            _seam(_steps(img, region, intact[y0:y1, x0:x1] & ~region), step_ring))
 
 
 def _cells_in(table: pd.DataFrame, region: np.ndarray) -> pd.DataFrame:
@@ -291,8 +295,13 @@ def tile_metrics(before: np.ndarray, after: np.ndarray, owned: np.ndarray, repai
         return out
     vals_ring = after[ring].astype(np.float64)
     m_ring, sd_ring = float(vals_ring.mean()), float(vals_ring.std())
-    grey = _grey_stats(after, owned, intact, ring, m_ring, sd_ring)
-    null = [_grey_stats(after, r, intact, ring, m_ring, sd_ring) for r in _null_of(owned, intact)]
+    inside = _steps(after, ring, ring)
+    step_ring = float(inside.mean()) if inside.size else math.nan
+    ys, xs = np.nonzero(owned)
+    grey = _grey_stats(after, intact, owned[ys.min():ys.max() + 1, xs.min():xs.max() + 1], int(ys.min()),
+                       int(xs.min()), m_ring, sd_ring, step_ring)
+    shape, corners = _null_placements(owned, intact)
+    null = [_grey_stats(after, intact, shape, int(y), int(x), m_ring, sd_ring, step_ring) for y, x in corners]
     out.update(intensity_mean_ring=m_ring, intensity_sd_ring=sd_ring, intensity_z=grey[0], intensity_sd_rel=grey[1],
                seam=grey[2], null_regions=len(null),
                **{k: _null_z(v, [n[i] for n in null]) for i, (k, v) in
@@ -333,7 +342,7 @@ def flag_tile(m: Mapping[str, float], t: Thresholds, status: str = "ok") -> list
     def sig(z: float) -> bool:
         return math.isfinite(z) and abs(z) >= t.significance_z
 
-    def unlike_tissue(z: float) -> bool:  # no null (a large repair): the threshold alone decides
+    def unlike_tissue(z: float) -> bool:  # no null (nothing fits): the threshold alone decides
         return not math.isfinite(z) or abs(z) >= t.significance_z
 
     if big(m["density_rel"], t.density) and sig(m["density_z"]):
