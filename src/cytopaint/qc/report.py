@@ -183,9 +183,8 @@ def _rules(s: QCSettings) -> str:
             f"each only when also |z| ≥ {t.significance_z:g} (cells: Poisson or Welch; grey levels: against "
             "regions of the repaired region's shape in intact tissue nearby, where they fit, so that small repairs "
             "are not flagged for the spread real tissue shows at their size). The ring is intact tissue "
-            f"{s.ring_gap_um:g}–"
-            f"{s.ring_gap_um + s.ring_width_um:g} µm from the repaired pixels (widened up to {MAX_RING_GROWTH}× "
-            "where intact tissue is scarce).")
+            f"{s.ring_gap_um:g}–{s.ring_gap_um + s.ring_width_um:g} µm from the repaired pixels (widened up to "
+            f"{MAX_RING_GROWTH}× where intact tissue is scarce).")
 
 
 def _bias_note(bias: dict[str, Any] | None) -> str:
