@@ -166,13 +166,25 @@ def _seam(across: np.ndarray, ref: float) -> float:
     return float(across.mean()) / ref if across.size and ref > 0 else math.nan
 
 
+def _ring_step(image: np.ndarray, ring: np.ndarray) -> float:
+    """Mean |step| between 4-neighbours inside ``ring`` (NaN without such a pair)."""
+    inside = _steps(image, ring, ring)
+    return float(inside.mean()) if inside.size else math.nan
+
+
 def seam_score(image: np.ndarray, owned: np.ndarray, intact: np.ndarray, ring: np.ndarray) -> float:
     """Mean |step| between 4-neighbours across the owned border over the mean |step| inside ``ring``.
 
     NaN when there is no owned/intact neighbour pair or no pair inside the ring.
     """
-    inside = _steps(image, ring, ring)
-    return _seam(_steps(image, owned, intact), float(inside.mean())) if inside.size else math.nan
+    return _seam(_steps(image, owned, intact), _ring_step(image, ring))
+
+
+def _bounding_shape(region: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """``region`` cut to its bounding box, and the box's top-left corner (``region`` must have a pixel)."""
+    ys, xs = np.nonzero(region)
+    y0, x0 = int(ys.min()), int(xs.min())
+    return region[y0:ys.max() + 1, x0:xs.max() + 1], y0, x0
 
 
 def null_placements(region: np.ndarray, allowed: np.ndarray, count: int,
@@ -181,10 +193,9 @@ def null_placements(region: np.ndarray, allowed: np.ndarray, count: int,
 
     The corners are drawn at random (``seed``) from all that fit.
     """
-    ys, xs = np.nonzero(region)
-    if not len(ys):
+    if not region.any():
         return np.zeros((0, 0), dtype=bool), np.zeros((0, 2), dtype=np.int64)
-    shape = region[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+    shape, _, _ = _bounding_shape(region)
     if shape.shape[0] > allowed.shape[0] or shape.shape[1] > allowed.shape[1]:
         return shape, np.zeros((0, 2), dtype=np.int64)
     covered = signal.fftconvolve(allowed.astype(np.float64), shape[::-1, ::-1].astype(np.float64), mode="valid")
@@ -295,11 +306,8 @@ def tile_metrics(before: np.ndarray, after: np.ndarray, owned: np.ndarray, repai
         return out
     vals_ring = after[ring].astype(np.float64)
     m_ring, sd_ring = float(vals_ring.mean()), float(vals_ring.std())
-    inside = _steps(after, ring, ring)
-    step_ring = float(inside.mean()) if inside.size else math.nan
-    ys, xs = np.nonzero(owned)
-    grey = _grey_stats(after, intact, owned[ys.min():ys.max() + 1, xs.min():xs.max() + 1], int(ys.min()),
-                       int(xs.min()), m_ring, sd_ring, step_ring)
+    step_ring = _ring_step(after, ring)
+    grey = _grey_stats(after, intact, *_bounding_shape(owned), m_ring, sd_ring, step_ring)
     shape, corners = _null_placements(owned, intact)
     null = [_grey_stats(after, intact, shape, int(y), int(x), m_ring, sd_ring, step_ring) for y, x in corners]
     out.update(intensity_mean_ring=m_ring, intensity_sd_ring=sd_ring, intensity_z=grey[0], intensity_sd_rel=grey[1],
