@@ -22,8 +22,8 @@ Pure functions on arrays of one tile's neighbourhood (level 0, image dtype):
 when its difference exceeds the threshold *and* is significant (|z| >= ``significance_z``): the
 cell statistics by their Poisson or Welch z, the grey-level ones by their null z (where fewer than
 `MIN_NULL_PLACEMENTS` regions of that shape fit, squares of its area or smaller; where none fit,
-the threshold alone decides). Small regions, whose statistics vary widely even in intact tissue, thus do not raise
-false alarms (``benchmarks/qc_false_flags.py`` measures them on a perfect repair).
+the threshold alone decides). Small regions, whose statistics vary widely even in intact tissue,
+thus do not raise false alarms (``benchmarks/qc_false_flags.py`` measures them on a perfect repair).
 """
 
 from __future__ import annotations
@@ -350,8 +350,13 @@ def flag_tile(m: Mapping[str, float], t: Thresholds, status: str = "ok") -> list
     def sig(z: float) -> bool:
         return math.isfinite(z) and abs(z) >= t.significance_z
 
-    def unlike_tissue(z: float) -> bool:  # no null (nothing fits): the threshold alone decides
+    def unlike_tissue(key: str) -> bool:  # no null z (nothing fits): the threshold alone decides
+        z = m.get(key, math.nan)
         return not math.isfinite(z) or abs(z) >= t.significance_z
+
+    def vs_tissue(key: str) -> str:
+        z = m.get(key, math.nan)
+        return f"; z {z:+.1f} vs intact regions of its shape" if math.isfinite(z) else ""
 
     if big(m["density_rel"], t.density) and sig(m["density_z"]):
         flags.append(Flag("density", f"cell density {_pct(m['density_rel'])} vs the ring "
@@ -361,18 +366,14 @@ def flag_tile(m: Mapping[str, float], t: Thresholds, status: str = "ok") -> list
         flags.append(Flag("cell_area", f"mean cell area {_pct(m['cell_area_rel'])} vs the ring "
                                        f"({m['cell_area_repaired']:.0f} vs {m['cell_area_ring']:.0f} µm², "
                                        f"z {m['cell_area_z']:+.1f}; limit ±{t.cell_area * 100:.0f}%)"))
-    def vs_tissue(key: str) -> str:
-        z = m.get(key, math.nan)
-        return f"; z {z:+.1f} vs intact regions of its shape" if math.isfinite(z) else ""
-
-    if big(m["intensity_z"], t.intensity_mean) and unlike_tissue(m.get("intensity_null_z", math.nan)):
+    if big(m["intensity_z"], t.intensity_mean) and unlike_tissue("intensity_null_z"):
         flags.append(Flag("intensity_mean", f"{'brighter' if m['intensity_z'] > 0 else 'darker'} than the ring by "
                                             f"{abs(m['intensity_z']):.1f} sd (limit {t.intensity_mean:g} sd"
                                             f"{vs_tissue('intensity_null_z')})"))
-    if big(m["intensity_sd_rel"], t.intensity_sd) and unlike_tissue(m.get("intensity_sd_null_z", math.nan)):
+    if big(m["intensity_sd_rel"], t.intensity_sd) and unlike_tissue("intensity_sd_null_z"):
         flags.append(Flag("intensity_sd", f"grey-level spread {_pct(m['intensity_sd_rel'])} vs the ring "
                                           f"(limit ±{t.intensity_sd * 100:.0f}%{vs_tissue('intensity_sd_null_z')})"))
-    if math.isfinite(m["seam"]) and m["seam"] > t.seam and unlike_tissue(m.get("seam_null_z", math.nan)):
+    if math.isfinite(m["seam"]) and m["seam"] > t.seam and unlike_tissue("seam_null_z"):
         flags.append(Flag("seam", f"visible seam: steps across the border {m['seam']:.2f}x those in intact tissue "
                                   f"(limit {t.seam:g}x{vs_tissue('seam_null_z')})"))
     return flags
