@@ -1,13 +1,19 @@
-"""How often does the QC flag a perfect repair? Flags of each tile on the repaired store and on the truth.
+"""How often does the QC flag a perfect repair, and how often a bad one? Flags of each tile on several stores.
 
     python benchmarks/qc_false_flags.py [--results results] [--truth results/demo/data/truth]
         [--config config/config.yaml] [--sections results/demo/data/sections.tsv]
 
-Re-measures every planned tile of every repaired section in ``--results`` twice with the workflow's own QC
-(`cytopaint.qc.measure`): on the repaired store, as the ``qc`` rule does, and with the synthetic truth
-(``cytopaint synth`` writes it beside the damaged stack) in its place, the same tiles, owned pixels,
-rings and thresholds. The truth is what a perfect repair would paint, so its flags are false alarms:
-the rate a model cannot go below. Prints both, per section and per flag reason.
+Re-measures every planned tile of every repaired section in ``--results`` with the workflow's own QC
+(`cytopaint.qc.measure`), the same tiles, owned pixels, rings and thresholds, on:
+
+- ``repaired``: the repaired store, as the ``qc`` rule does;
+- ``truth``: the synthetic truth (``cytopaint synth`` writes it beside the damaged stack) in its place:
+  what a perfect repair would paint, so its flags are false alarms, the rate a model cannot go below;
+- bad repairs made from the truth in the repaired pixels: ``blurred`` (Gaussian, sigma 3 µm: cells
+  smeared into the neuropil), ``flat`` (the window's median truth grey: no cells, no texture) and
+  ``brighter`` (+25 grey levels). Their flag rates are the QC's sensitivity.
+
+Prints the flag rates per section and store and the flags by reason.
 """
 
 from __future__ import annotations
@@ -17,8 +23,10 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
+from scipy import ndimage as ndi
 
 from cytopaint.geometry import Box
 from cytopaint.io import volume
@@ -41,20 +49,44 @@ class TruthWindows(SectionWindows):
         return a
 
 
-METRICS = {"intensity_sd": "intensity_sd_rel", "seam": "seam", "intensity_mean": "intensity_z",
+class BadWindows(TruthWindows):
+    """A section's windows with a bad repair in the repaired pixels, made from the truth (see the module)."""
+
+    def __init__(self, section: Section, output: str, truth: str, kind: str) -> None:
+        super().__init__(section, output, truth)
+        self.kind = kind
+
+    def window(self, box: Box) -> dict:
+        a = super().window(box)
+        truth, rep = a["after"], a["repaired"]
+        if self.kind == "blurred":
+            bad = ndi.gaussian_filter(truth.astype(np.float32), 3.0 / self.ps)
+        elif self.kind == "flat":
+            bad = np.full(truth.shape, np.median(truth[rep]) if rep.any() else 0, dtype=np.float32)
+        else:
+            bad = truth.astype(np.float32) + 25
+        a["after"] = np.where(rep, np.clip(np.rint(bad), 0, np.iinfo(truth.dtype).max), truth).astype(truth.dtype)
+        return a
+
+
+BAD = ("blurred", "flat", "brighter")
+
+
+METRICS = {"intensity_sd": "intensity_sd_rel", "seam": "seam", "texture": "texture", "intensity_mean": "intensity_z",
            "density": "density_rel", "cell_area": "cell_area_rel"}
 
 
 def measured(results: Path, table: str, truth_dir: Path, settings: QCSettings) -> pd.DataFrame:
-    """Metrics of every repaired tile of every section in ``results``, on the repaired store and on the truth."""
+    """Metrics of every repaired tile of every section in ``results``, on each store of the module's list."""
     frames = []
     for receipt_path in sorted(results.glob("sections/*/blend.json")):
         section = Section.from_table(table, receipt_path.parent.name)
         plan, _ = read_plan_dir(receipt_path.parent / "plan")
         output = json.loads(receipt_path.read_text())["output"]
         truth = str(truth_dir / Path(section.image.split("#")[0]).name)
-        for name, windows in (("repaired", SectionWindows(section, output)),
-                              ("truth", TruthWindows(section, output, truth))):
+        stores = [("repaired", SectionWindows(section, output)), ("truth", TruthWindows(section, output, truth)),
+                  *((kind, BadWindows(section, output, truth, kind)) for kind in BAD)]
+        for name, windows in stores:
             m = measure_section(windows, plan, {}, settings, progress=False)
             frames.append(m[m["repaired_px"] > 0].assign(store=name))
     return pd.concat(frames, ignore_index=True)

@@ -174,3 +174,55 @@ def test_shapes_must_agree(cortex: dict) -> None:
     with pytest.raises(ValueError, match="one shape"):
         tile_metrics(cortex["intact"], cortex["intact"][:10], np.zeros((10, 10), bool), np.zeros((10, 10), bool),
                      np.zeros((10, 10), bool), PS)
+
+
+def _clumped_tissue(seed: int = 0, size: int = 256, clumps: int = 40) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Pale tissue whose cells come in clumps of six (not Poisson), with the clumps' centres."""
+    from skimage.draw import disk
+
+    rng = np.random.default_rng(seed)
+    img, centres = np.full((size, size), 190.0), []
+    for _ in range(clumps):
+        cy, cx = (int(v) for v in rng.integers(12, size - 12, 2))
+        centres.append((cy, cx))
+        for _ in range(6):
+            img[disk(tuple(np.clip([cy, cx] + rng.normal(0, 4, 2), 4, size - 5)), 2.5, shape=img.shape)] = 70
+    return np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8), centres
+
+
+def test_cell_counts_are_judged_against_regions_of_the_same_tissue() -> None:
+    """Clumped cells defeat the Poisson z: a region on a clump is 'significantly' dense, yet like other regions."""
+    img, centres = _clumped_tissue()
+    by_poisson, flagged = 0, 0
+    for cy, cx in centres[:20]:
+        m = tile_metrics(img, img, _square(img.shape, cy - 10, cx - 10, 20), _square(img.shape, cy - 10, cx - 10, 20),
+                         np.zeros(img.shape, bool), PS)
+        assert m["null_regions"] >= 8 and math.isfinite(m["density_null_z"])
+        by_poisson += m["density_rel"] > Thresholds().density and m["density_z"] >= Thresholds().significance_z
+        flagged += "density" in {f.code for f in flag_tile(m, Thresholds())}
+    assert by_poisson >= 4 and flagged <= by_poisson // 2  # 6 and 3 when written
+
+
+def test_cell_flags_need_the_null_too_where_it_exists() -> None:
+    m = {"repaired_px": 400, "ring_um2": 4000.0, "ring_width_um": 30.0, "density_rel": 1.5, "density_z": 4.0,
+         "density_repaired": 2500.0, "density_ring": 1000.0, "cell_area_rel": -0.5, "cell_area_z": -4.0,
+         "cell_area_repaired": 30.0, "cell_area_ring": 60.0, "intensity_z": 0.1, "intensity_sd_rel": 0.1, "seam": 1.0,
+         "density_null_z": 1.2, "cell_area_null_z": -0.8}
+    assert flag_tile(m, Thresholds()) == []
+    flags = {f.code: f.reason for f in flag_tile({**m, "density_null_z": 3.5, "cell_area_null_z": math.nan},
+                                                 Thresholds())}
+    assert set(flags) == {"density", "cell_area"} and "z +3.5 vs intact regions of its shape" in flags["density"]
+
+
+def test_a_blurred_fill_is_flagged_as_smoother(cortex: dict) -> None:
+    from scipy import ndimage as ndi
+
+    img = cortex["intact"]
+    owned = _square(img.shape, 140, 70, 40)
+    blurred = img.copy()  # cells smeared over 6 µm: a blotch
+    blurred[owned] = ndi.gaussian_filter(img.astype(np.float32), 6.0 / PS)[owned].round().astype(img.dtype)
+    m = _metrics(cortex, blurred, owned)
+    flags = {f.code: f.reason for f in flag_tile(m, Thresholds())}
+    assert m["texture"] < 0.3 and flags["texture"].startswith("smoother than intact tissue")
+    untouched = _metrics(cortex, img, owned)
+    assert 0.7 < untouched["texture"] < 1.3 and "texture" not in {f.code for f in flag_tile(untouched, Thresholds())}

@@ -13,17 +13,19 @@ Pure functions on arrays of one tile's neighbourhood (level 0, image dtype):
 - Seam score: mean absolute step between 4-neighbours across the border of the owned pixels
   (one owned, one intact) over the same between 4-neighbours inside the ring. About 1 when the
   border is invisible; a brightness or texture jump at the border raises it.
-- Null of the grey-level statistics: the same three (grey mean, grey spread, seam) measured on
-  regions of the owned region's shape moved to where they lie wholly in intact tissue of the
-  window (up to `NULL_PLACEMENTS`). Real tissue varies that much between neighbouring regions of
-  that size and shape; the ``*_null_z`` columns say how far the repair lies outside it.
+- Null: the same statistics (cell density and mean cell area vs the ring, grey mean, grey
+  spread, seam) measured on regions of the owned region's shape moved to where they lie wholly in
+  intact tissue of the window (up to `NULL_PLACEMENTS`; the cells are those of the one detection).
+  Real tissue varies that much between neighbouring regions of that size and shape, layers
+  included; the ``*_null_z`` columns say how far the repair lies outside it.
 
 `flag_tile` turns metrics into flags with reasons from `Thresholds`: a statistic is flagged only
 when its difference exceeds the threshold *and* is significant (|z| >= ``significance_z``): the
-cell statistics by their Poisson or Welch z, the grey-level ones by their null z (where fewer than
-`MIN_NULL_PLACEMENTS` regions of that shape fit, squares of its area or smaller; where none fit,
-the threshold alone decides). Small regions, whose statistics vary widely even in intact tissue,
-thus do not raise false alarms (``benchmarks/qc_false_flags.py`` measures them on a perfect repair).
+cell statistics by their Poisson or Welch z and by their null z, the grey-level ones by their null
+z (where fewer than `MIN_NULL_PLACEMENTS` regions of that shape fit, squares of its area or
+smaller; where none fit, or too few hold a cell for a mean cell area, the other test alone
+decides). Small regions, whose statistics vary widely even in intact tissue, thus do not raise
+false alarms (``benchmarks/qc_false_flags.py`` measures them on a perfect repair).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from scipy import signal
 from .cells import detect_cells
 
 MAX_RING_GROWTH = 8  # the ring may widen up to this factor when intact tissue is scarce
-NULL_PLACEMENTS = 48  # same-shaped regions of intact tissue measured per tile for the grey-level null
+NULL_PLACEMENTS = 48  # same-shaped regions of intact tissue measured per tile for the null
 MIN_NULL_PLACEMENTS = 8  # fewer than this: no null z (NaN)
 
 # one row of metrics.tsv per tile: these columns, after the plan's identifying columns
@@ -60,6 +62,8 @@ METRIC_COLUMNS: dict[str, str] = {
     "cell_area_ring": "mean cell area in the ring (µm²)",
     "cell_area_rel": "mean cell area repaired / ring - 1",
     "cell_area_z": "significance of the cell area difference (Welch z)",
+    "density_null_z": "density_rel of the repaired region vs that of same-shaped intact regions (z)",
+    "cell_area_null_z": "cell_area_rel of the repaired region vs that of same-shaped intact regions (z)",
     "intensity_mean_repaired": "mean grey level in the repaired region",
     "intensity_mean_ring": "mean grey level in the ring",
     "intensity_sd_repaired": "grey level standard deviation in the repaired region",
@@ -67,10 +71,12 @@ METRIC_COLUMNS: dict[str, str] = {
     "intensity_z": "(mean repaired - mean ring) / sd ring",
     "intensity_sd_rel": "sd repaired / sd ring - 1",
     "seam": "mean |step| across the repaired border / mean |step| inside the ring",
+    "texture": "mean |step| between neighbours inside the repaired region / inside the ring (0: a flat fill)",
     "null_regions": "same-shaped regions of intact tissue in the window that the null z values come from",
     "intensity_null_z": "grey mean of the repaired region vs those regions' (z)",
     "intensity_sd_null_z": "grey spread of the repaired region vs those regions' (z)",
     "seam_null_z": "seam score of the repaired region vs those regions' (z)",
+    "texture_null_z": "texture of the repaired region vs those regions' (z)",
 }
 
 
@@ -83,6 +89,7 @@ class Thresholds:
     intensity_mean: float = 0.75  # |intensity_z|
     intensity_sd: float = 0.35  # |intensity_sd_rel|
     seam: float = 1.5  # seam score
+    texture: float = 0.35  # 1 - texture (smoother only: a grainier region has cells, which the cell flags judge)
     significance_z: float = 3.0  # differences are flagged only from this |z| on (cells: Poisson/Welch; grey: null)
 
 
@@ -228,8 +235,8 @@ def _null_z(value: float, null: list[float]) -> float:
 
 
 def _grey_stats(after: np.ndarray, intact: np.ndarray, shape: np.ndarray, y: int, x: int, m_ring: float,
-                sd_ring: float, step_ring: float) -> tuple[float, float, float]:
-    """Grey mean (in ring sd), grey spread (vs the ring's) and seam score of ``shape`` placed at (y, x).
+                sd_ring: float, step_ring: float) -> tuple[float, float, float, float]:
+    """Grey mean (in ring sd), grey spread (vs the ring's), seam score and texture of ``shape`` placed at (y, x).
 
     Measured on the shape's box and one pixel around it, all that its values and border steps need.
     """
@@ -240,18 +247,26 @@ def _grey_stats(after: np.ndarray, intact: np.ndarray, shape: np.ndarray, y: int
     img = after[y0:y1, x0:x1]
     vals = img[region].astype(np.float64)
     return ((float(vals.mean()) - m_ring) / sd_ring if sd_ring > 0 else math.nan, _rel(float(vals.std()), sd_ring),
-            _seam(_steps(img, region, intact[y0:y1, x0:x1] & ~region), step_ring))
+            _seam(_steps(img, region, intact[y0:y1, x0:x1] & ~region), step_ring),
+            _seam(_steps(img, region, region), step_ring))
 
 
-def _cells_in(table: pd.DataFrame, region: np.ndarray) -> pd.DataFrame:
-    """The cells whose centroid (pixel i centred at i) falls in ``region``."""
-    if table.empty:
-        return table
-    iy = np.round(table["y"].to_numpy()).astype(np.int64)
-    ix = np.round(table["x"].to_numpy()).astype(np.int64)
-    ok = (iy >= 0) & (iy < region.shape[0]) & (ix >= 0) & (ix < region.shape[1])
-    ok[ok] = region[iy[ok], ix[ok]]
-    return table[ok]
+def _centroid_px(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The pixel each cell's centroid falls in (pixel i centred at i)."""
+    return (np.round(table["y"].to_numpy()).astype(np.int64), np.round(table["x"].to_numpy()).astype(np.int64))
+
+
+def _in_region(iy: np.ndarray, ix: np.ndarray, region: np.ndarray, y: int = 0, x: int = 0) -> np.ndarray:
+    """Which of the pixels (iy, ix) fall in ``region`` placed with its top-left corner at (y, x)."""
+    ly, lx = iy - y, ix - x
+    ok = (ly >= 0) & (ly < region.shape[0]) & (lx >= 0) & (lx < region.shape[1])
+    ok[ok] = region[ly[ok], lx[ok]]
+    return ok
+
+
+def _cell_rel(areas: np.ndarray, mm2: float, density_ring: float, area_ring: float) -> tuple[float, float]:
+    """Cell density and mean cell area of a region with cells of ``areas`` vs the ring's, as relative differences."""
+    return _rel(len(areas) / mm2, density_ring), _rel(float(areas.mean()) if len(areas) else math.nan, area_ring)
 
 
 def _rel(a: float, b: float) -> float:
@@ -311,20 +326,27 @@ def tile_metrics(before: np.ndarray, after: np.ndarray, owned: np.ndarray, repai
     shape, corners = _null_placements(owned, intact)
     null = [_grey_stats(after, intact, shape, int(y), int(x), m_ring, sd_ring, step_ring) for y, x in corners]
     out.update(intensity_mean_ring=m_ring, intensity_sd_ring=sd_ring, intensity_z=grey[0], intensity_sd_rel=grey[1],
-               seam=grey[2], null_regions=len(null),
+               seam=grey[2], texture=grey[3], null_regions=len(null),
                **{k: _null_z(v, [n[i] for n in null]) for i, (k, v) in
-                  enumerate(zip(("intensity_null_z", "intensity_sd_null_z", "seam_null_z"), grey))})
+                  enumerate(zip(("intensity_null_z", "intensity_sd_null_z", "seam_null_z", "texture_null_z"), grey))})
     _, cells = detect_cells(after, ps, mask=owned | intact)
-    in_rep, in_ring = _cells_in(cells, owned), _cells_in(cells, ring)
+    iy, ix = _centroid_px(cells)
+    areas = cells["area_um2"].to_numpy()
+    area_rep, area_ring = areas[_in_region(iy, ix, owned)], areas[_in_region(iy, ix, ring)]
     mm2_rep, mm2_ring = n_owned * px_um2 * 1e-6, n_ring * px_um2 * 1e-6
-    area_rep, area_ring = in_rep["area_um2"].to_numpy(), in_ring["area_um2"].to_numpy()
-    out.update(cells_repaired=len(in_rep), cells_ring=len(in_ring), density_repaired=len(in_rep) / mm2_rep,
-               density_ring=len(in_ring) / mm2_ring, density_z=_density_z(len(in_rep), mm2_rep, len(in_ring), mm2_ring),
+    out.update(cells_repaired=len(area_rep), cells_ring=len(area_ring), density_repaired=len(area_rep) / mm2_rep,
+               density_ring=len(area_ring) / mm2_ring,
+               density_z=_density_z(len(area_rep), mm2_rep, len(area_ring), mm2_ring),
                cell_area_repaired=float(area_rep.mean()) if len(area_rep) else math.nan,
                cell_area_ring=float(area_ring.mean()) if len(area_ring) else math.nan,
                cell_area_z=_welch_z(area_rep, area_ring))
     out["density_rel"] = _rel(out["density_repaired"], out["density_ring"])
     out["cell_area_rel"] = _rel(out["cell_area_repaired"], out["cell_area_ring"])
+    mm2_null = int(shape.sum()) * px_um2 * 1e-6
+    null_cells = [_cell_rel(areas[_in_region(iy, ix, shape, int(y), int(x))], mm2_null, out["density_ring"],
+                            out["cell_area_ring"]) for y, x in corners]
+    out.update(density_null_z=_null_z(out["density_rel"], [n[0] for n in null_cells]),
+               cell_area_null_z=_null_z(out["cell_area_rel"], [n[1] for n in null_cells]))
     return out
 
 
@@ -350,7 +372,7 @@ def flag_tile(m: Mapping[str, float], t: Thresholds, status: str = "ok") -> list
     def sig(z: float) -> bool:
         return math.isfinite(z) and abs(z) >= t.significance_z
 
-    def unlike_tissue(key: str) -> bool:  # no null z (nothing fits): the threshold alone decides
+    def unlike_tissue(key: str) -> bool:  # no null z (nothing fits): the other tests decide
         z = m.get(key, math.nan)
         return not math.isfinite(z) or abs(z) >= t.significance_z
 
@@ -358,14 +380,16 @@ def flag_tile(m: Mapping[str, float], t: Thresholds, status: str = "ok") -> list
         z = m.get(key, math.nan)
         return f"; z {z:+.1f} vs intact regions of its shape" if math.isfinite(z) else ""
 
-    if big(m["density_rel"], t.density) and sig(m["density_z"]):
+    if big(m["density_rel"], t.density) and sig(m["density_z"]) and unlike_tissue("density_null_z"):
         flags.append(Flag("density", f"cell density {_pct(m['density_rel'])} vs the ring "
                                      f"({m['density_repaired']:.0f} vs {m['density_ring']:.0f} cells/mm², "
-                                     f"z {m['density_z']:+.1f}; limit ±{t.density * 100:.0f}%)"))
-    if big(m["cell_area_rel"], t.cell_area) and sig(m["cell_area_z"]):
+                                     f"z {m['density_z']:+.1f}; limit ±{t.density * 100:.0f}%"
+                                     f"{vs_tissue('density_null_z')})"))
+    if big(m["cell_area_rel"], t.cell_area) and sig(m["cell_area_z"]) and unlike_tissue("cell_area_null_z"):
         flags.append(Flag("cell_area", f"mean cell area {_pct(m['cell_area_rel'])} vs the ring "
                                        f"({m['cell_area_repaired']:.0f} vs {m['cell_area_ring']:.0f} µm², "
-                                       f"z {m['cell_area_z']:+.1f}; limit ±{t.cell_area * 100:.0f}%)"))
+                                       f"z {m['cell_area_z']:+.1f}; limit ±{t.cell_area * 100:.0f}%"
+                                       f"{vs_tissue('cell_area_null_z')})"))
     if big(m["intensity_z"], t.intensity_mean) and unlike_tissue("intensity_null_z"):
         flags.append(Flag("intensity_mean", f"{'brighter' if m['intensity_z'] > 0 else 'darker'} than the ring by "
                                             f"{abs(m['intensity_z']):.1f} sd (limit {t.intensity_mean:g} sd"
@@ -376,6 +400,9 @@ def flag_tile(m: Mapping[str, float], t: Thresholds, status: str = "ok") -> list
     if math.isfinite(m["seam"]) and m["seam"] > t.seam and unlike_tissue("seam_null_z"):
         flags.append(Flag("seam", f"visible seam: steps across the border {m['seam']:.2f}x those in intact tissue "
                                   f"(limit {t.seam:g}x{vs_tissue('seam_null_z')})"))
+    if m.get("texture", math.nan) < 1 - t.texture and unlike_tissue("texture_null_z"):
+        flags.append(Flag("texture", f"smoother than intact tissue: steps between neighbours {m['texture']:.2f}x "
+                                     f"those in the ring (limit {1 - t.texture:g}x{vs_tissue('texture_null_z')})"))
     return flags
 
 
@@ -384,6 +411,6 @@ def severity(m: Mapping[str, float], t: Thresholds) -> float:
     ratios = [abs(m.get(k, math.nan)) / lim for k, lim in (
         ("density_rel", t.density), ("cell_area_rel", t.cell_area), ("intensity_z", t.intensity_mean),
         ("intensity_sd_rel", t.intensity_sd))]
-    ratios.append(m.get("seam", math.nan) / t.seam)
+    ratios += [m.get("seam", math.nan) / t.seam, (1 - m.get("texture", math.nan)) / t.texture]
     finite = [r for r in ratios if math.isfinite(r)]
     return max(finite) if finite else 0.0

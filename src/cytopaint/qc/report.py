@@ -28,13 +28,13 @@ OVERVIEW_SHOW_PX, OVERVIEW_MIN_PX = 1000, 640  # the overview's width on the pag
 
 # the flag code that a metric raises: its value is shown in red on flagged tiles
 FLAG_OF = {"density_rel": "density", "cell_area_rel": "cell_area", "intensity_z": "intensity_mean",
-           "intensity_sd_rel": "intensity_sd", "seam": "seam"}
+           "intensity_sd_rel": "intensity_sd", "seam": "seam", "texture": "texture"}
 
 _TABLE_COLS = (("tile", "tile", "l"), ("wave", "wave", ""), ("batch", "batch", ""), ("review", "review", "l"),
                ("repaired µm²", "repaired_um2", ",.0f"), ("cells rep/ring", None, ""),
                ("density Δ", "density_rel", "+.0%"), ("cell area Δ", "cell_area_rel", "+.0%"),
                ("intensity z", "intensity_z", "+.2f"), ("sd Δ", "intensity_sd_rel", "+.0%"),
-               ("seam", "seam", ".2f"), ("flags", "flags", "l"))
+               ("seam", "seam", ".2f"), ("texture", "texture", ".2f"), ("flags", "flags", "l"))
 
 
 def detector_bias(pixel_size_um: float) -> dict[str, Any] | None:
@@ -136,6 +136,7 @@ def _card(r: pd.Series, views: dict[str, str] | None, review: dict[str, Any], sm
         n("grey mean z", "intensity_z", "+.2f"),
         n("grey sd Δ", "intensity_sd_rel", "+.0%"),
         n("seam", "seam", ".2f"),
+        n("texture", "texture", ".2f"),
         n("ring width µm", "ring_width_um", ".0f")])
     rec = review.get(r["tile"])
     lineage = ""
@@ -179,10 +180,11 @@ def _rules(s: QCSettings) -> str:
     """The flag rules in words (plain text)."""
     t = s.thresholds
     return (f"density Δ beyond ±{t.density:.0%}, cell area Δ beyond ±{t.cell_area:.0%}, grey mean beyond "
-            f"±{t.intensity_mean:g} sd of the ring, grey sd Δ beyond ±{t.intensity_sd:.0%}, seam above {t.seam:g}; "
-            f"each only when also |z| ≥ {t.significance_z:g} (cells: Poisson or Welch; grey levels: against "
-            "regions of the repaired region's shape in intact tissue nearby, where they fit, so that small repairs "
-            "are not flagged for the spread real tissue shows at their size). The ring is intact tissue "
+            f"±{t.intensity_mean:g} sd of the ring, grey sd Δ beyond ±{t.intensity_sd:.0%}, seam above {t.seam:g}, "
+            f"texture (steps between neighbours, vs the ring's) below {1 - t.texture:g}; each only when also "
+            f"|z| ≥ {t.significance_z:g} against regions of the repaired region's shape in intact tissue nearby, "
+            "where they fit (cells: by a Poisson or Welch z too), so that small repairs are not flagged for the "
+            "spread real tissue shows at their size. The ring is intact tissue "
             f"{s.ring_gap_um:g}–{s.ring_gap_um + s.ring_width_um:g} µm from the repaired pixels (widened up to "
             f"{MAX_RING_GROWTH}× where intact tissue is scarce).")
 
