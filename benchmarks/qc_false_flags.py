@@ -13,7 +13,8 @@ Re-measures every planned tile of every repaired section in ``--results`` with t
   smeared into the neuropil), ``flat`` (the window's median truth grey: no cells, no texture) and
   ``brighter`` (+25 grey levels). Their flag rates are the QC's sensitivity.
 
-Prints the flag rates per section and store and the flags by reason.
+Prints the flag rates per section and store, the flags by reason, and each section's repairs pooled
+(`cytopaint.qc.pooled`: cells against what the rings predict, and whether the section is flagged).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from cytopaint.io import volume
 from cytopaint.plan.section import Section
 from cytopaint.plan.stage import read_plan_dir
 from cytopaint.qc.measure import SectionWindows, measure_section
-from cytopaint.qc.metrics import QCSettings
+from cytopaint.qc.metrics import QCSettings, Thresholds
+from cytopaint.qc.pooled import pooled_cells, pooled_flags
 
 
 class TruthWindows(SectionWindows):
@@ -92,8 +94,8 @@ def measured(results: Path, table: str, truth_dir: Path, settings: QCSettings) -
     return pd.concat(frames, ignore_index=True)
 
 
-def report(m: pd.DataFrame) -> str:
-    """Flagged tiles per section and store, flags by reason, and the metrics' spread, as text."""
+def report(m: pd.DataFrame, thresholds: Thresholds) -> str:
+    """Flagged tiles per section and store, flags by reason, the metrics' spread and the pooled sections, as text."""
     m = m.assign(flagged=m["flags"].fillna("") != "", small=m["repaired_px"] < m["repaired_px"].median())
     lines = [m.pivot_table(index="section", columns="store", values="flagged", aggfunc=["sum", "count"])
              .to_string(), ""]
@@ -109,6 +111,15 @@ def report(m: pd.DataFrame) -> str:
         parts = [f"{store} {g[col].abs().median():.2f} / {g[col].abs().quantile(0.9):.2f}"
                  for store, g in m.groupby("store")]
         lines.append(f"  {code:<15} ({col}): " + ", ".join(parts))
+    lines += ["", "all of a section's repairs pooled: cells vs the rings' prediction (z), section flag"]
+    for store, g in m.groupby("store"):
+        parts = []
+        for section, s in g.groupby("section"):
+            p = pooled_cells(s)
+            flagged = "flagged" if pooled_flags(p, thresholds) else "ok"
+            parts.append(f"{section} {p['cells_repaired']} / {p['cells_expected']:.0f} = {p['density_rel']:+.0%} "
+                         f"(z {p['density_z']:+.1f}) {flagged}")
+        lines.append(f"  {store:>9}: " + ", ".join(parts))
     return "\n".join(lines)
 
 
@@ -123,7 +134,7 @@ def main() -> None:
     truth_dir = Path(args.truth or results / "demo" / "data" / "truth")
     table = args.sections or str(results / "demo" / "data" / "sections.tsv")
     settings = QCSettings.from_config(yaml.safe_load(Path(args.config).read_text()).get("qc"))
-    print(report(measured(results, table, truth_dir, settings)))
+    print(report(measured(results, table, truth_dir, settings), settings.thresholds))
 
 
 if __name__ == "__main__":

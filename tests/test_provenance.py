@@ -71,6 +71,8 @@ def test_the_manifest_records_the_run(section: dict) -> None:
     # CPU results depend on torch's thread count: each batch records the count it was sampled at
     assert all(j["threads"] == torch.get_num_threads() for j in m["jobs"] if j["step"] == "repaint")
     assert m["plan"]["margin_px"] == 2 and m["qc"]["report"].endswith("qc/report.html")
+    qc = json.loads((section["out"] / "qc" / "summary.json").read_text())
+    assert m["qc"]["section_flags"] == qc["section_flags"] and isinstance(qc["section_flags"], list)
 
 
 def test_one_changed_config_value_changes_the_hash() -> None:

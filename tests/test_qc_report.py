@@ -129,6 +129,11 @@ def test_report_is_self_contained_with_every_tile(built: dict) -> None:
     assert len(srcs) == 2 + 5 * len(plan)  # overview (repaired, input) + 5 views per tile
     bias = json.loads((Path(__file__).parents[1] / "src/cytopaint/qc/detector_bias.json").read_text())
     assert f'counts {bias["by_pixel_size"]["1"]["count_ratio"]:.2f}×' in page
+    pooled = built["summary"]["pooled"]
+    if built["summary"]["section_flags"]:
+        assert f'<b>Section flag</b> — the repaired regions hold {pooled["cells_repaired"]} cells' in page
+    else:
+        assert f'<b>All repairs together</b> — {pooled["cells_repaired"]} cells where the rings predict' in page
 
 
 def test_panels_are_capped_flagged_first(built: dict, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from cytopaint.cli import main
-from cytopaint.qc.metrics import METRIC_COLUMNS, QCSettings
+from cytopaint.qc.metrics import METRIC_COLUMNS, QCSettings, Thresholds
 from cytopaint.qc.summary import COLUMNS, HISTOGRAMS, summarize_section, write_stack_summary
 
 BIGBRAIN_SECTIONS = 7404
@@ -99,3 +99,26 @@ def test_a_bigbrain_sized_stack(tmp_path: Path) -> None:
     page = tmp_path / "results" / "qc" / "index.html"
     assert page.stat().st_size < 4_000_000 and seconds < 30
     assert len(pd.read_csv(tmp_path / "results" / "qc" / "summary.tsv", sep="\t")) == BIGBRAIN_SECTIONS
+
+
+def test_a_section_flag_reaches_the_stack_table(tmp_path: Path) -> None:
+    """Repairs that hold half the cells their rings predict flag the section, even with no tile flagged."""
+    rng = np.random.default_rng(3)
+    m = fake_metrics(rng, 40)
+    m["repaired_um2"], m["density_ring"], m["cells_null_var"] = 2000.0, 1000.0, 2.0
+    m["cells_repaired"] = 1
+    few = _summary(m, "B0002")
+    assert few["flagged_tiles"] == 0 and [f["code"] for f in few["section_flags"]] == ["section_density"]
+    assert few["pooled"]["density_rel"] == pytest.approx(-0.5)
+    m["cells_repaired"] = 2
+    ok = _summary(m, "B0001")
+    assert ok["section_flags"] == [] and ok["pooled"]["density_rel"] == pytest.approx(0.0)
+    results = tmp_path / "results"
+    paths = [write_summary(results, s["section"], s) for s in (ok, few)]
+    assert write_stack_summary(paths, results / "qc", progress=False)["flagged_sections"] == 1
+    table = pd.read_csv(results / "qc" / "summary.tsv", sep="\t", keep_default_na=False)
+    assert table["flags"].tolist() == ["", "section_density"]
+    assert table["pooled_density_rel"].tolist() == pytest.approx([0.0, -0.5])
+    page = (results / "qc" / "index.html").read_text()
+    data = json.loads(re.search(r'<script type="application/json" id="data">(.*?)</script>', page, re.S).group(1))
+    assert data["limits"]["pooled_density_rel"] == Thresholds().section_density

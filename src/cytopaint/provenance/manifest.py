@@ -185,7 +185,9 @@ def build_manifest(section: Section, *, sections_table: Path, plan_dir: Path, ba
                    "tissue_um2": qc["tissue_um2"], "repaired_pct_tissue": qc["repaired_pct_tissue"]},
         "qc": {"report": os.fspath(Path(qc_summary_path).parent / qc["report"]),
                "metrics": os.fspath(Path(qc_summary_path).parent / QC_METRICS),
-               "flagged_tiles": qc["flagged_tiles"], "flags": qc["flags"], "settings": qc["settings"]},
+               "flagged_tiles": qc["flagged_tiles"], "flags": qc["flags"],
+               "section_flags": qc.get("section_flags"),  # null: measured before section flags existed
+               "settings": qc["settings"]},
         "review": {"table": review["table"], "sha256": review["sha256"],
                    "decisions": {t: r["decisions"] for t, r in review["tiles"].items()}},
         "code": code_version(),

@@ -64,6 +64,7 @@ METRIC_COLUMNS: dict[str, str] = {
     "cell_area_z": "significance of the cell area difference (Welch z)",
     "density_null_z": "density_rel of the repaired region vs that of same-shaped intact regions (z)",
     "cell_area_null_z": "cell_area_rel of the repaired region vs that of same-shaped intact regions (z)",
+    "cells_null_var": "variance of the cell count of those regions, scaled to the repaired area",
     "intensity_mean_repaired": "mean grey level in the repaired region",
     "intensity_mean_ring": "mean grey level in the ring",
     "intensity_sd_repaired": "grey level standard deviation in the repaired region",
@@ -90,6 +91,7 @@ class Thresholds:
     intensity_sd: float = 0.35  # |intensity_sd_rel|
     seam: float = 1.5  # seam score
     texture: float = 0.35  # 1 - texture (smoother only: a grainier region has cells, which the cell flags judge)
+    section_density: float = 0.2  # |pooled density_rel| of a section's repairs (`cytopaint.qc.pooled`)
     significance_z: float = 3.0  # differences are flagged only from this |z| on (cells: Poisson/Welch; grey: null)
 
 
@@ -343,10 +345,12 @@ def tile_metrics(before: np.ndarray, after: np.ndarray, owned: np.ndarray, repai
     out["density_rel"] = _rel(out["density_repaired"], out["density_ring"])
     out["cell_area_rel"] = _rel(out["cell_area_repaired"], out["cell_area_ring"])
     mm2_null = int(shape.sum()) * px_um2 * 1e-6
-    null_cells = [_cell_rel(areas[_in_region(iy, ix, shape, int(y), int(x))], mm2_null, out["density_ring"],
-                            out["cell_area_ring"]) for y, x in corners]
+    in_null = [areas[_in_region(iy, ix, shape, int(y), int(x))] for y, x in corners]
+    null_cells = [_cell_rel(a, mm2_null, out["density_ring"], out["cell_area_ring"]) for a in in_null]
     out.update(density_null_z=_null_z(out["density_rel"], [n[0] for n in null_cells]),
                cell_area_null_z=_null_z(out["cell_area_rel"], [n[1] for n in null_cells]))
+    if len(in_null) >= MIN_NULL_PLACEMENTS:  # the variance of a count grows with the area it is counted on
+        out["cells_null_var"] = float(np.var([len(a) for a in in_null], ddof=1)) * n_owned / int(shape.sum())
     return out
 
 

@@ -171,9 +171,25 @@ def _stats(summ: dict[str, Any]) -> str:
              ("flagged", f"{n_flag}", "bad" if n_flag else "good"),
              ("repaired", _area(summ["repaired_um2"]), ""),
              ("of tissue", f'{_fmt(summ["repaired_pct_tissue"], ".2f")} %', ""),
+             ("cells in all repairs", _fmt(summ["pooled"]["density_rel"], "+.0%"),
+              "bad" if summ["section_flags"] else ""),
              ("not repaired", f'{summ["tiles_unrepaired"]} tiles', "bad" if summ["tiles_unrepaired"] else ""),
              ("review", f'{summ["review"]["regenerated"]} regenerated · {summ["review"]["accepted"]} accepted', "")]
     return "".join(f'<div class="stat {c}">{_e(k)}<b>{_e(v)}</b></div>' for k, v, c in stats)
+
+
+def _pooled(summ: dict[str, Any]) -> str:
+    """All of the section's repairs as one sample: its cells against what the rings predict (HTML)."""
+    p = summ["pooled"]
+    if p["density_rel"] is None:
+        return ""
+    if summ["section_flags"]:
+        return "".join(f'<div class="note bad"><b>Section flag</b> — {_e(f["reason"])}.</div>'
+                       for f in summ["section_flags"])
+    z = "" if p["density_z"] is None else f", z {p['density_z']:+.1f}"
+    return (f'<div class="note"><b>All repairs together</b> — {p["cells_repaired"]} cells where the rings predict '
+            f'{p["cells_expected"]:.0f} ({p["density_rel"] * 100:+.0f}%{_e(z)}); mean cell size '
+            f'{_fmt(p["cell_area_rel"], "+.0%")} vs the rings: within the section limit.</div>')
 
 
 def _rules(s: QCSettings) -> str:
@@ -239,5 +255,5 @@ def render_report(ctx: dict[str, Any]) -> str:
                 img_px=" px" if disp_w > ov_w else "", after_src=ov["images"]["after"],
                 before_src=ov["images"]["before"], grid=_overview_svg(ctx["metrics"], plane),
                 artifact_rgb=COLORS["artifact"], owned_rgb=COLORS["owned"], level=ov["level"],
-                rules=_e(_rules(ctx["settings"])), bias=_bias_note(ctx["bias"]), tiles=_tiles(ctx),
+                pooled=_pooled(summ), rules=_e(_rules(ctx["settings"])), bias=_bias_note(ctx["bias"]), tiles=_tiles(ctx),
                 code=_e(ctx["code"]), generated=_e(ctx["generated"]))

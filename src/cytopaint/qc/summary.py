@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from cytopaint.io.atomic import atomic_path, write_text
 
 from .metrics import QCSettings
+from .pooled import pooled_cells, pooled_flags
 from .outcome import JobFailure
 from .templating import asset, fill
 
@@ -52,6 +53,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("worst_cell_area_rel", "worst cell area Δ", "rel"),
     ("worst_intensity_z", "worst grey z", "z"),
     ("worst_seam", "worst seam", "z"),
+    ("pooled_density_rel", "cells Δ, all repairs", "rel"),
     ("regenerated", "regenerated", "int"),
     ("accepted", "accepted", "int"),
     ("flags", "flags", "text"),
@@ -85,6 +87,7 @@ def summarize_section(section: str, metrics: pd.DataFrame, *, plane_shape: Seque
     """The section's ``summary.json`` content from its metrics table (`cytopaint.qc.measure`)."""
     flags = Counter(c for f in metrics["flags"] for c in f.split(";") if c)
     repaired = metrics["status"] != "insufficient_context"
+    pooled = pooled_cells(metrics)
     return {
         "section": section,
         "plane_shape": [int(v) for v in plane_shape],
@@ -93,6 +96,8 @@ def summarize_section(section: str, metrics: pd.DataFrame, *, plane_shape: Seque
         "tiles_unrepaired": int((~repaired).sum()),
         "flagged_tiles": int((metrics["flags"] != "").sum()),
         "flags": dict(sorted(flags.items())),
+        "pooled": pooled,
+        "section_flags": [{"code": f.code, "reason": f.reason} for f in pooled_flags(pooled, settings.thresholds)],
         "pixels_repaired": int(pixels_repaired),
         "repaired_um2": float(repaired_um2),
         "tissue_um2": float(tissue_um2),
@@ -118,8 +123,10 @@ def section_row(summary: dict[str, Any], report_link: str) -> dict[str, Any]:
             "repaired_um2": summary["repaired_um2"], "repaired_pct_tissue": summary["repaired_pct_tissue"],
             "worst_density_rel": w["density_rel"], "worst_cell_area_rel": w["cell_area_rel"],
             "worst_intensity_z": w["intensity_z"], "worst_seam": w["seam"],
+            "pooled_density_rel": summary["pooled"]["density_rel"],
             "regenerated": summary["review"]["regenerated"], "accepted": summary["review"]["accepted"],
-            "flags": ";".join(f"{k}:{v}" for k, v in summary["flags"].items()), "report": report_link,
+            "flags": ";".join([*(f["code"] for f in summary["section_flags"]),
+                               *(f"{k}:{v}" for k, v in summary["flags"].items())]), "report": report_link,
             "status": "repaired", "error": ""}
 
 
@@ -212,9 +219,11 @@ def render_index(rows: list[dict[str, Any]], figures: list[tuple[str, str]], lim
     payload = json.dumps(data, separators=(",", ":"), allow_nan=False).translate(_SCRIPT_SAFE)
     repaired = sum(r["repaired_um2"] for r in rows) / 1e6
     flagged = sum(1 for r in rows if r["flagged_tiles"])
+    cells_off = sum(1 for r in rows if "section_density" in r["flags"].split(";"))
     stats = [("sections", f"{len(rows):,}"), ("repaired", f"{repaired:.4g} mm²"),
              ("tiles", f"{sum(r['tiles_repaired'] for r in rows):,}"),
              ("flagged tiles", f"{sum(r['flagged_tiles'] for r in rows):,} in {flagged:,} sections"),
+             ("cells off in all repairs", f"{cells_off:,} sections"),
              ("not repaired", f"{sum(r['tiles_unrepaired'] for r in rows):,} tiles"),
              ("regenerated", f"{sum(r['regenerated'] for r in rows):,} tiles")]
     failed = [r for r in rows if r["status"] == "failed"]
@@ -263,7 +272,8 @@ def write_stack_summary(outcomes: Sequence[str | os.PathLike[str] | JobFailure],
         limits = limits or s["settings"]["thresholds"]
     t = limits or QCSettings().as_dict()["thresholds"]
     metric_limits = {k: float(t[v]) for k, v in _LIMIT_OF.items()}
-    table_limits = {f"worst_{k}": v for k, v in metric_limits.items()}
+    table_limits = {**{f"worst_{k}": v for k, v in metric_limits.items()},
+                    "pooled_density_rel": float(t["section_density"])}
     frame = pd.DataFrame(rows, columns=[k for k, _, _ in COLUMNS])
     with atomic_path(out_dir / "summary.tsv") as tmp:
         frame.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
@@ -271,7 +281,8 @@ def write_stack_summary(outcomes: Sequence[str | os.PathLike[str] | JobFailure],
     page = render_index(clean, plots(clean, hist, metric_limits), table_limits,
                         datetime.now(timezone.utc).isoformat(timespec="seconds"))
     write_text(out_dir / "index.html", page)
-    return {"sections": len(rows), "flagged_sections": sum(1 for r in rows if r["flagged_tiles"]),
+    return {"sections": len(rows), "flagged_sections": sum(1 for r in rows if r["flagged_tiles"] or
+                                                           "section_density" in r["flags"].split(";")),
             "failed_sections": sum(1 for r in rows if r["status"] == "failed")}
 
 

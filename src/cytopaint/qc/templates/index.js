@@ -19,7 +19,7 @@ function update(){
   var terms=q.value.toLowerCase().split(/[\s,]+/).filter(Boolean),f=fo.checked,r=ro.checked;
   view=[];for(var i=0;i<R.length;i++){var row=R[i],s=row[0].toLowerCase(),ok=!terms.length;
     for(var t=0;t<terms.length&&!ok;t++)if(s.indexOf(terms[t])>=0)ok=true;
-    if(ok&&f&&!(row[I.flagged_tiles]>0))ok=false;
+    if(ok&&f&&!(row[I.flagged_tiles]>0||String(row[I.flags]).indexOf("section_")>=0))ok=false;
     if(ok&&r&&!(row[I.regenerated]>0||row[I.accepted]>0))ok=false;if(ok)view.push(i)}
   var k=sortCol,text=C[k][2]==="text"||C[k][2]==="link",dir=asc?1:-1,abs=C[k][2]==="rel"||C[k][0]==="worst_intensity_z";
   view.sort(function(a,b){var x=R[a][k],y=R[b][k];if(x===null&&y===null)return a-b;if(x===null)return 1;
