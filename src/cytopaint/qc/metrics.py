@@ -12,12 +12,14 @@ Pure functions on arrays of one tile's neighbourhood (level 0, image dtype):
   centroid falls in.
 - Seam score: mean absolute step between 4-neighbours across the border of the owned pixels
   (one owned, one intact) over the same between 4-neighbours inside the ring. About 1 when the
-  border is invisible; a brightness or texture jump at the border raises it.
+  border is invisible; a brightness or texture jump at the border raises it. Texture: the mean
+  absolute step between 4-neighbours inside the owned pixels over the same inside the ring; a
+  smeared (blurred, blotchy) or flat fill lies well below 1.
 - Null: the same statistics (cell density and mean cell area vs the ring, grey mean, grey
-  spread, seam) measured on regions of the owned region's shape moved to where they lie wholly in
-  intact tissue of the window (up to `NULL_PLACEMENTS`; the cells are those of the one detection).
-  Real tissue varies that much between neighbouring regions of that size and shape, layers
-  included; the ``*_null_z`` columns say how far the repair lies outside it.
+  spread, seam, texture) measured on regions of the owned region's shape moved to where they lie
+  wholly in intact tissue of the window (up to `NULL_PLACEMENTS`; the cells are those of the one
+  detection). Real tissue varies that much between neighbouring regions of that size and shape,
+  layers included; the ``*_null_z`` columns say how far the repair lies outside it.
 
 `flag_tile` turns metrics into flags with reasons from `Thresholds`: a statistic is flagged only
 when its difference exceeds the threshold *and* is significant (|z| >= ``significance_z``): the
@@ -25,7 +27,9 @@ cell statistics by their Poisson or Welch z and by their null z, the grey-level 
 z (where fewer than `MIN_NULL_PLACEMENTS` regions of that shape fit, squares of its area or
 smaller; where none fit, or too few hold a cell for a mean cell area, the other test alone
 decides). Small regions, whose statistics vary widely even in intact tissue, thus do not raise
-false alarms (``benchmarks/qc_false_flags.py`` measures them on a perfect repair).
+false alarms (``benchmarks/qc_false_flags.py`` measures them on a perfect repair, and the
+sensitivity on bad ones). What single tiles are too small to show, a section's repairs pooled can:
+`cytopaint.qc.pooled`.
 """
 
 from __future__ import annotations

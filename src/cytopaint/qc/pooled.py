@@ -42,7 +42,7 @@ def pooled_cells(metrics: pd.DataFrame) -> dict[str, Any]:
 
 
 def pooled_flags(pooled: dict[str, Any], t: Thresholds) -> list[Flag]:
-    """The section's flag when its repairs hold too few or too many cells, beyond ``t.section_density`` and significant."""
+    """The section's flag when its repairs hold too few or too many cells: beyond ``t.section_density``, significant."""
     rel, z = pooled.get("density_rel"), pooled.get("density_z")
     if rel is None or z is None or abs(rel) <= t.section_density or abs(z) < t.significance_z:
         return []

@@ -255,5 +255,5 @@ def render_report(ctx: dict[str, Any]) -> str:
                 img_px=" px" if disp_w > ov_w else "", after_src=ov["images"]["after"],
                 before_src=ov["images"]["before"], grid=_overview_svg(ctx["metrics"], plane),
                 artifact_rgb=COLORS["artifact"], owned_rgb=COLORS["owned"], level=ov["level"],
-                pooled=_pooled(summ), rules=_e(_rules(ctx["settings"])), bias=_bias_note(ctx["bias"]), tiles=_tiles(ctx),
-                code=_e(ctx["code"]), generated=_e(ctx["generated"]))
+                pooled=_pooled(summ), rules=_e(_rules(ctx["settings"])), bias=_bias_note(ctx["bias"]),
+                tiles=_tiles(ctx), code=_e(ctx["code"]), generated=_e(ctx["generated"]))
