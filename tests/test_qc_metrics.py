@@ -226,3 +226,20 @@ def test_a_blurred_fill_is_flagged_as_smoother(cortex: dict) -> None:
     assert m["texture"] < 0.3 and flags["texture"].startswith("smoother than intact tissue")
     untouched = _metrics(cortex, img, owned)
     assert 0.7 < untouched["texture"] < 1.3 and "texture" not in {f.code for f in flag_tile(untouched, Thresholds())}
+
+
+def test_small_flat_fills_are_flagged_as_smoother(cortex: dict) -> None:
+    """Small regions of real tissue are often far smoother than their ring: on a log scale a flat fill still stands out.
+
+    20 of 20 flat 24 µm squares are flagged for texture; with the null on the ratio itself, none was.
+    """
+    img = cortex["intact"]
+    rng = np.random.default_rng(0)
+    flagged = 0
+    for _ in range(20):
+        owned = _square(img.shape, int(rng.integers(60, 170)), int(rng.integers(20, 100)), 12)
+        flat = img.copy()
+        flat[owned] = int(np.median(img[owned]))
+        m = _metrics(cortex, flat, owned)
+        flagged += "texture" in {f.code for f in flag_tile(m, Thresholds())}
+    assert flagged >= 16

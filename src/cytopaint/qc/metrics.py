@@ -19,7 +19,8 @@ Pure functions on arrays of one tile's neighbourhood (level 0, image dtype):
   spread, seam, texture) measured on regions of the owned region's shape moved to where they lie
   wholly in intact tissue of the window (up to `NULL_PLACEMENTS`; the cells are those of the one
   detection). Real tissue varies that much between neighbouring regions of that size and shape,
-  layers included; the ``*_null_z`` columns say how far the repair lies outside it.
+  layers included; the ``*_null_z`` columns say how far the repair lies outside it (spread and
+  texture on a log scale, `_on_null_scale`).
 
 `flag_tile` turns metrics into flags with reasons from `Thresholds`: a statistic is flagged only
 when its difference exceeds the threshold *and* is significant (|z| >= ``significance_z``): the
@@ -49,6 +50,7 @@ from .cells import detect_cells
 MAX_RING_GROWTH = 8  # the ring may widen up to this factor when intact tissue is scarce
 NULL_PLACEMENTS = 48  # same-shaped regions of intact tissue measured per tile for the null
 MIN_NULL_PLACEMENTS = 8  # fewer than this: no null z (NaN)
+LOG_FLOOR = 0.05  # added to the spread and texture ratios before their log, so that a flat fill's 0 stays finite
 
 # one row of metrics.tsv per tile: these columns, after the plan's identifying columns
 METRIC_COLUMNS: dict[str, str] = {
@@ -79,9 +81,9 @@ METRIC_COLUMNS: dict[str, str] = {
     "texture": "mean |step| between neighbours inside the repaired region / inside the ring (0: a flat fill)",
     "null_regions": "same-shaped regions of intact tissue in the window that the null z values come from",
     "intensity_null_z": "grey mean of the repaired region vs those regions' (z)",
-    "intensity_sd_null_z": "grey spread of the repaired region vs those regions' (z)",
+    "intensity_sd_null_z": "grey spread of the repaired region vs those regions' (z of the log ratio)",
     "seam_null_z": "seam score of the repaired region vs those regions' (z)",
-    "texture_null_z": "texture of the repaired region vs those regions' (z)",
+    "texture_null_z": "texture of the repaired region vs those regions' (z of the log ratio)",
 }
 
 
@@ -270,6 +272,21 @@ def _in_region(iy: np.ndarray, ix: np.ndarray, region: np.ndarray, y: int = 0, x
     return ok
 
 
+def _log(v: float) -> float:
+    return math.log(v + LOG_FLOOR) if math.isfinite(v) and v + LOG_FLOOR > 0 else math.nan
+
+
+def _on_null_scale(grey: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+    """Grey statistics as the null compares them: the spread and texture ratios on a log scale.
+
+    Ratios of spreads and steps are skewed (a region without cells can be several times smoother
+    than one with them); their logs are near normal, so the z of a smeared or flat fill is not lost
+    in the null's long upper tail.
+    """
+    mean_z, sd_rel, seam, texture = grey
+    return mean_z, _log(sd_rel + 1), seam, _log(texture)
+
+
 def _cell_rel(areas: np.ndarray, mm2: float, density_ring: float, area_ring: float) -> tuple[float, float]:
     """Cell density and mean cell area of a region with cells of ``areas`` vs the ring's, as relative differences."""
     return _rel(len(areas) / mm2, density_ring), _rel(float(areas.mean()) if len(areas) else math.nan, area_ring)
@@ -333,8 +350,9 @@ def tile_metrics(before: np.ndarray, after: np.ndarray, owned: np.ndarray, repai
     null = [_grey_stats(after, intact, shape, int(y), int(x), m_ring, sd_ring, step_ring) for y, x in corners]
     out.update(intensity_mean_ring=m_ring, intensity_sd_ring=sd_ring, intensity_z=grey[0], intensity_sd_rel=grey[1],
                seam=grey[2], texture=grey[3], null_regions=len(null),
-               **{k: _null_z(v, [n[i] for n in null]) for i, (k, v) in
-                  enumerate(zip(("intensity_null_z", "intensity_sd_null_z", "seam_null_z", "texture_null_z"), grey))})
+               **{k: _null_z(v, [n[i] for n in map(_on_null_scale, null)]) for i, (k, v) in
+                  enumerate(zip(("intensity_null_z", "intensity_sd_null_z", "seam_null_z", "texture_null_z"),
+                                _on_null_scale(grey)))})
     _, cells = detect_cells(after, ps, mask=owned | intact)
     iy, ix = _centroid_px(cells)
     areas = cells["area_um2"].to_numpy()
