@@ -122,3 +122,12 @@ def test_a_section_flag_reaches_the_stack_table(tmp_path: Path) -> None:
     page = (results / "qc" / "index.html").read_text()
     data = json.loads(re.search(r'<script type="application/json" id="data">(.*?)</script>', page, re.S).group(1))
     assert data["limits"]["pooled_density_rel"] == Thresholds().section_density
+
+
+def test_a_section_summary_from_before_pooling_still_lists(tmp_path: Path) -> None:
+    old = _summary(fake_metrics(np.random.default_rng(4), 5, flagged=1))
+    del old["pooled"], old["section_flags"]
+    results = tmp_path / "results"
+    write_stack_summary([write_summary(results, "B0001", old)], results / "qc", progress=False)
+    table = pd.read_csv(results / "qc" / "summary.tsv", sep="\t", keep_default_na=False)
+    assert table["flags"].tolist() == ["seam:1"] and table["pooled_density_rel"].tolist() == [""]

@@ -28,8 +28,8 @@ from tqdm.auto import tqdm
 from cytopaint.io.atomic import atomic_path, write_text
 
 from .metrics import QCSettings
-from .pooled import pooled_cells, pooled_flags
 from .outcome import JobFailure
+from .pooled import pooled_cells, pooled_flags
 from .templating import asset, fill
 
 # per-tile metric histograms: (low, high, bins, title); values outside land in the end bins
@@ -116,16 +116,17 @@ def summarize_section(section: str, metrics: pd.DataFrame, *, plane_shape: Seque
 
 
 def section_row(summary: dict[str, Any], report_link: str) -> dict[str, Any]:
-    """One row of ``summary.tsv`` (keys of `COLUMNS`)."""
+    """One row of ``summary.tsv`` (keys of `COLUMNS`); a summary written before sections were pooled has none."""
     w = summary["worst"]
+    section_flags = summary.get("section_flags") or []
     return {"section": summary["section"], "tiles_repaired": summary["tiles_repaired"],
             "flagged_tiles": summary["flagged_tiles"], "tiles_unrepaired": summary["tiles_unrepaired"],
             "repaired_um2": summary["repaired_um2"], "repaired_pct_tissue": summary["repaired_pct_tissue"],
             "worst_density_rel": w["density_rel"], "worst_cell_area_rel": w["cell_area_rel"],
             "worst_intensity_z": w["intensity_z"], "worst_seam": w["seam"],
-            "pooled_density_rel": summary["pooled"]["density_rel"],
+            "pooled_density_rel": (summary.get("pooled") or {}).get("density_rel"),
             "regenerated": summary["review"]["regenerated"], "accepted": summary["review"]["accepted"],
-            "flags": ";".join([*(f["code"] for f in summary["section_flags"]),
+            "flags": ";".join([*(f["code"] for f in section_flags),
                                *(f"{k}:{v}" for k, v in summary["flags"].items())]), "report": report_link,
             "status": "repaired", "error": ""}
 
