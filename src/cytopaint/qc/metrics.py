@@ -347,10 +347,11 @@ def tile_metrics(before: np.ndarray, after: np.ndarray, owned: np.ndarray, repai
     step_ring = _ring_step(after, ring)
     grey = _grey_stats(after, intact, *_bounding_shape(owned), m_ring, sd_ring, step_ring)
     shape, corners = _null_placements(owned, intact)
-    null = [_grey_stats(after, intact, shape, int(y), int(x), m_ring, sd_ring, step_ring) for y, x in corners]
+    null = [_on_null_scale(_grey_stats(after, intact, shape, int(y), int(x), m_ring, sd_ring, step_ring))
+            for y, x in corners]
     out.update(intensity_mean_ring=m_ring, intensity_sd_ring=sd_ring, intensity_z=grey[0], intensity_sd_rel=grey[1],
                seam=grey[2], texture=grey[3], null_regions=len(null),
-               **{k: _null_z(v, [n[i] for n in map(_on_null_scale, null)]) for i, (k, v) in
+               **{k: _null_z(v, [n[i] for n in null]) for i, (k, v) in
                   enumerate(zip(("intensity_null_z", "intensity_sd_null_z", "seam_null_z", "texture_null_z"),
                                 _on_null_scale(grey)))})
     _, cells = detect_cells(after, ps, mask=owned | intact)

@@ -26,16 +26,16 @@ from .metrics import Flag, Thresholds
 
 def pooled_cells(metrics: pd.DataFrame) -> dict[str, Any]:
     """The section's pooled cell statistics (keys in the module's list, plus ``tiles``: tiles counted)."""
-    m = metrics[np.isfinite(metrics["density_ring"].to_numpy(dtype=np.float64))
-                & np.isfinite(metrics["cells_repaired"].to_numpy(dtype=np.float64))]
-    expected_i = m["density_ring"].to_numpy(dtype=np.float64) * m["repaired_um2"].to_numpy(dtype=np.float64) * 1e-6
-    observed, expected = float(m["cells_repaired"].sum()), float(expected_i.sum())
-    var = np.fmax(m["cells_null_var"].to_numpy(dtype=np.float64), expected_i)  # fmax: NaN -> the Poisson variance
-    cells = m["cells_repaired"].to_numpy(dtype=np.float64)
-    with_cells = (cells > 0) & np.isfinite(m["cell_area_ring"].to_numpy(dtype=np.float64))
-    ring_area = float((cells * m["cell_area_ring"].to_numpy(dtype=np.float64))[with_cells].sum())
-    rep_area = float((cells * m["cell_area_repaired"].to_numpy(dtype=np.float64))[with_cells].sum())
-    return {"tiles": len(m), "cells_repaired": int(observed), "cells_expected": expected,
+    col = {k: metrics[k].to_numpy(dtype=np.float64) for k in
+           ("density_ring", "cells_repaired", "repaired_um2", "cells_null_var", "cell_area_ring", "cell_area_repaired")}
+    keep = np.isfinite(col["density_ring"]) & np.isfinite(col["cells_repaired"])
+    ring, cells, um2, null_var, area_ring, area_rep = (v[keep] for v in col.values())
+    expected_i = ring * um2 * 1e-6
+    observed, expected = float(cells.sum()), float(expected_i.sum())
+    var = np.fmax(null_var, expected_i)  # fmax: NaN -> the Poisson variance
+    with_cells = (cells > 0) & np.isfinite(area_ring)
+    ring_area, rep_area = float((cells * area_ring)[with_cells].sum()), float((cells * area_rep)[with_cells].sum())
+    return {"tiles": int(keep.sum()), "cells_repaired": int(observed), "cells_expected": expected,
             "density_rel": observed / expected - 1 if expected > 0 else None,
             "density_z": (observed - expected) / math.sqrt(var.sum()) if var.sum() > 0 else None,
             "cell_area_rel": rep_area / ring_area - 1 if ring_area > 0 else None}
