@@ -131,6 +131,11 @@ def section_row(summary: dict[str, Any], report_link: str) -> dict[str, Any]:
             "status": "repaired", "error": ""}
 
 
+def _cells_off(row: dict[str, Any]) -> bool:
+    """Whether a ``summary.tsv`` row's section is flagged for the cells of all its repairs (`pooled_flags`)."""
+    return "section_density" in row["flags"].split(";")
+
+
 def failed_row(section: str, stage: str, error: str, link: str) -> dict[str, Any]:
     """The row of a section that was not repaired: it failed at ``stage`` (``link``: its plan or the job's log)."""
     return {**dict.fromkeys(k for k, _, _ in COLUMNS), "section": section, "tiles_repaired": 0,
@@ -220,7 +225,7 @@ def render_index(rows: list[dict[str, Any]], figures: list[tuple[str, str]], lim
     payload = json.dumps(data, separators=(",", ":"), allow_nan=False).translate(_SCRIPT_SAFE)
     repaired = sum(r["repaired_um2"] for r in rows) / 1e6
     flagged = sum(1 for r in rows if r["flagged_tiles"])
-    cells_off = sum(1 for r in rows if "section_density" in r["flags"].split(";"))
+    cells_off = sum(map(_cells_off, rows))
     stats = [("sections", f"{len(rows):,}"), ("repaired", f"{repaired:.4g} mm²"),
              ("tiles", f"{sum(r['tiles_repaired'] for r in rows):,}"),
              ("flagged tiles", f"{sum(r['flagged_tiles'] for r in rows):,} in {flagged:,} sections"),
@@ -282,8 +287,7 @@ def write_stack_summary(outcomes: Sequence[str | os.PathLike[str] | JobFailure],
     page = render_index(clean, plots(clean, hist, metric_limits), table_limits,
                         datetime.now(timezone.utc).isoformat(timespec="seconds"))
     write_text(out_dir / "index.html", page)
-    return {"sections": len(rows), "flagged_sections": sum(1 for r in rows if r["flagged_tiles"] or
-                                                           "section_density" in r["flags"].split(";")),
+    return {"sections": len(rows), "flagged_sections": sum(1 for r in rows if r["flagged_tiles"] or _cells_off(r)),
             "failed_sections": sum(1 for r in rows if r["status"] == "failed")}
 
 
