@@ -19,7 +19,7 @@ from cytopaint.diffusion.gaussian import DiffusionConfig
 from cytopaint.diffusion.unet import UNet
 from cytopaint.morphology import dilate
 from cytopaint.models.patches import PatchSampler, load_section, mask_at_level, valid_origins
-from cytopaint.models.training import TrainSettings, run_training, train_package
+from cytopaint.models.training import TrainSettings, learning_rate, run_training, train_package
 from cytopaint.models.training_monitor import SheetSettings, draw_samples, read_log, smoothed
 
 
@@ -191,3 +191,27 @@ def test_two_process_gloo_ddp_training_step(sections: Path, tmp_path: Path) -> N
     assert card["training"]["world_size"] == 2
     meta = json.loads((tmp_path / "ddp.run" / "checkpoint" / "state.json").read_text())
     assert meta["world_size"] == 2 and "numpy_rng.1" in meta
+
+
+def test_learning_rate_warms_up_then_holds_or_anneals() -> None:
+    const = TrainSettings(steps=110, lr=1e-3, warmup=10)
+    assert [learning_rate(s, const) for s in (1, 5, 10, 11, 110)] == pytest.approx([1e-4, 5e-4, 1e-3, 1e-3, 1e-3])
+    cos = replace(const, lr_schedule="cosine", lr_min=1e-5)
+    assert learning_rate(5, cos) == pytest.approx(5e-4)  # the same warm-up
+    assert learning_rate(10, cos) == pytest.approx(1e-3)
+    assert learning_rate(60, cos) == pytest.approx((1e-3 + 1e-5) / 2)  # half way down the cosine
+    assert learning_rate(110, cos) == pytest.approx(1e-5)
+    lrs = [learning_rate(s, cos) for s in range(10, 111)]
+    assert all(a > b for a, b in zip(lrs, lrs[1:]))
+    with pytest.raises(ValueError, match="unknown lr schedule 'step'"):
+        learning_rate(20, replace(const, lr_schedule="step"))
+
+
+def test_cosine_schedule_reaches_the_log_and_the_card(sections: Path, tmp_path: Path) -> None:
+    settings = replace(SETTINGS, lr_schedule="cosine", lr_min=1e-4, warmup=2)
+    card = train_package(str(sections), tmp_path / "model", pixel_size_um=1.0, arch=TINY, settings=settings,
+                         diffusion=DiffusionConfig(steps=20), progress=False)
+    log = np.loadtxt(tmp_path / "model.run" / "log.tsv", skiprows=1, ndmin=2)
+    assert log[:, 5] == pytest.approx([learning_rate(s, settings) for s in range(1, 7)], rel=1e-5)
+    assert log[-1, 5] == pytest.approx(1e-4, rel=1e-5) and log[1, 5] == pytest.approx(1e-3, rel=1e-5)
+    assert card["training"]["lr_schedule"] == "cosine" and card["training"]["lr_min"] == 1e-4

@@ -36,6 +36,7 @@ def _train(args: argparse.Namespace) -> int:
     from .models.training_monitor import SheetSettings
 
     settings = TrainSettings(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
+                             lr_schedule=args.lr_schedule, lr_min=args.lr_min,
                              ema_decay=args.ema_decay, grad_clip=args.grad_clip, precision=args.precision,
                              seed=args.seed, checkpoint_every=args.checkpoint_every)
     card = train_package(args.sections, Path(args.out), pixel_size_um=args.pixel_size, arch=architecture(args.arch),
@@ -303,6 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32, help="per process")
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"],
+                   help="after warm-up: hold --lr, or anneal it on a half cosine to --lr-min at --steps")
+    p.add_argument("--lr-min", type=float, default=0.0, help="the cosine schedule's last learning rate")
     p.add_argument("--ema-decay", type=float, default=0.999)
     p.add_argument("--grad-clip", type=float, default=1.0)
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])

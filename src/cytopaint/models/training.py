@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import shutil
 import time
@@ -122,6 +123,8 @@ class TrainSettings:
     batch_size: int = 32
     lr: float = 2e-4
     warmup: int = 100
+    lr_schedule: str = "constant"
+    lr_min: float = 0.0
     weight_decay: float = 0.0
     ema_decay: float = 0.999
     grad_clip: float = 1.0
@@ -129,6 +132,24 @@ class TrainSettings:
     seed: int = 0
     checkpoint_every: int = 500
     log_every: int = 10
+
+
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def learning_rate(step: int, settings: TrainSettings) -> float:
+    """The learning rate of optimisation step ``step`` (1-based).
+
+    A linear warm-up over ``warmup`` steps, then ``lr`` held ("constant") or annealed on a half
+    cosine from ``lr`` at the end of warm-up to ``lr_min`` at the last step ("cosine").
+    """
+    if settings.lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"unknown lr schedule {settings.lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}")
+    warm = min(1.0, step / max(1, settings.warmup))
+    if settings.lr_schedule == "constant" or step <= settings.warmup:
+        return settings.lr * warm
+    progress = (step - settings.warmup) / max(1, settings.steps - settings.warmup)
+    return settings.lr_min + (settings.lr - settings.lr_min) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
 @dataclass(frozen=True)
@@ -300,7 +321,7 @@ def run_training(sampler: PatchSampler, network: nn.Module, diffusion: GaussianD
     tick = time.perf_counter()
     for step in range(start + 1, settings.steps + 1):
         for group in optimizer.param_groups:
-            group["lr"] = settings.lr * min(1.0, step / max(1, settings.warmup))
+            group["lr"] = learning_rate(step, settings)
         x0 = torch.from_numpy(sampler.sample(settings.batch_size, rng)).float().div(127.5).sub(1.0)[:, None]
         res = train_step(model, diffusion, x0.to(d.device), optimizer, ema, generator, settings.grad_clip,
                          precision, scaler)
@@ -414,7 +435,8 @@ def train_package(sections_tsv: str, out: Path, *, pixel_size_um: float, arch: U
             "command": commands[0], "resumed_by": commands[1:], "data": [str(p) for p in table["image"]],
             "seed": settings.seed,
             "code_version": code_version_string(), "steps": settings.steps, "batch_size": settings.batch_size,
-            "world_size": d.world, "lr": settings.lr, "ema_decay": settings.ema_decay,
+            "world_size": d.world, "lr": settings.lr, "lr_schedule": settings.lr_schedule,
+            "lr_min": settings.lr_min, "ema_decay": settings.ema_decay,
             "precision": resolve_precision(settings.precision, d.device), "device": str(d.device),
             "patch_origins": sampler.n_origins, "wall_seconds_last_session": round(time.perf_counter() - start, 1),
             "final_loss_logged": float(np.mean(log[-5:, 1])) if len(log) else None,
