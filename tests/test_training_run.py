@@ -204,7 +204,7 @@ def test_learning_rate_warms_up_then_holds_or_anneals() -> None:
     lrs = [learning_rate(s, cos) for s in range(10, 111)]
     assert all(a > b for a, b in zip(lrs, lrs[1:]))
     with pytest.raises(ValueError, match="unknown lr schedule 'step'"):
-        learning_rate(20, replace(const, lr_schedule="step"))
+        replace(const, lr_schedule="step")  # refused when the settings are made, before any training
 
 
 def test_cosine_schedule_reaches_the_log_and_the_card(sections: Path, tmp_path: Path) -> None:

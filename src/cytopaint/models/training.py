@@ -115,6 +115,9 @@ def train_step(model: nn.Module, diffusion: GaussianDiffusion, x0: torch.Tensor,
 # --------------------------------------------------------------------------- the training run
 
 
+LR_SCHEDULES = ("constant", "cosine")
+
+
 @dataclass(frozen=True)
 class TrainSettings:
     """Everything that determines a training run besides the data."""
@@ -133,8 +136,9 @@ class TrainSettings:
     checkpoint_every: int = 500
     log_every: int = 10
 
-
-LR_SCHEDULES = ("constant", "cosine")
+    def __post_init__(self) -> None:
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"unknown lr schedule {self.lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}")
 
 
 def learning_rate(step: int, settings: TrainSettings) -> float:
@@ -143,11 +147,8 @@ def learning_rate(step: int, settings: TrainSettings) -> float:
     A linear warm-up over ``warmup`` steps, then ``lr`` held ("constant") or annealed on a half
     cosine from ``lr`` at the end of warm-up to ``lr_min`` at the last step ("cosine").
     """
-    if settings.lr_schedule not in LR_SCHEDULES:
-        raise ValueError(f"unknown lr schedule {settings.lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}")
-    warm = min(1.0, step / max(1, settings.warmup))
     if settings.lr_schedule == "constant" or step <= settings.warmup:
-        return settings.lr * warm
+        return settings.lr * min(1.0, step / max(1, settings.warmup))
     progress = (step - settings.warmup) / max(1, settings.steps - settings.warmup)
     return settings.lr_min + (settings.lr - settings.lr_min) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
