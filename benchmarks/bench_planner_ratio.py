@@ -76,7 +76,8 @@ def main() -> None:
                 repaired[name] += counts
                 sampled[name] += win.height * win.width * counts / counts.sum()
             windows = window_counts(plan)
-            print(f"section {seed} {name}: {len(plan)} tiles ({int((plan['wave'] < 0).sum())} short of context), "
+            print(f"section {seed} {name}: {len(plan)} tiles ({int((plan['wave'] < 0).sum())} short of context) "
+                  f"in {int(plan['wave'].max()) + 1} waves and {int(plan['batch'].max()) + 1} batches, "
                   f"windows {', '.join(f'{n} x {s} px' for s, n in windows.items())}; planned in {planning:.1f} s",
                   flush=True)
         print(f"section {seed}: {time.perf_counter() - start:.0f} s", flush=True)

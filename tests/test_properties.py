@@ -28,7 +28,7 @@ FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthChe
 
 @st.composite
 def masks(draw: st.DrawFn) -> np.ndarray:
-    """A boolean mask: a few rectangles (any size up to the plane, border-touching allowed) and pixels."""
+    """A boolean mask: a few rectangles (any size up to the plane, border-touching allowed), pixels and diagonals."""
     ny, nx = draw(st.integers(8, 70)), draw(st.integers(8, 70))
     mask = np.zeros((ny, nx), dtype=bool)
     for _ in range(draw(st.integers(0, 4))):
@@ -36,6 +36,11 @@ def masks(draw: st.DrawFn) -> np.ndarray:
         mask[y0:y0 + draw(st.integers(1, ny)), x0:x0 + draw(st.integers(1, nx))] = True
     for _ in range(draw(st.integers(0, 6))):
         mask[draw(st.integers(0, ny - 1)), draw(st.integers(0, nx - 1))] = True
+    for _ in range(draw(st.integers(0, 2))):  # diagonal tears, which split tiles into cells
+        y0, x0, n = draw(st.integers(0, ny - 1)), draw(st.integers(0, nx - 1)), draw(st.integers(2, max(ny, nx)))
+        ys, xs = y0 + np.arange(n), x0 + np.arange(n) * draw(st.sampled_from([1, -1]))
+        inside = (ys < ny) & (xs >= 0) & (xs < nx)
+        mask[ys[inside], xs[inside]] = True
     return mask
 
 

@@ -119,6 +119,27 @@ def test_small_windows_repair_exactly_the_dilated_mask_alone_or_batched_with_who
     assert np.array_equal(out, alone)
 
 
+def test_a_diagonal_tear_cut_into_cells_is_repaired_exactly_in_sub_waves(model: str, tmp_path: Path) -> None:
+    # a diagonal across the core [16, 24)^2 of tile (2, 2): its box is the whole core, a 16 px window;
+    # cut into two 4 px cells with 8 px windows, each reading the other's pixels: two waves
+    src = make_section(tmp_path / "s.ome.zarr", (64, 64), holes=[(16 + i, 16 + i, 1, 1) for i in range(8)])
+    outs = []
+    for name, max_batch in (("mixed", 8), ("alone", 1)):
+        plan_section(Section("s", str(src), f"{src}#labels/artifacts"), model,
+                     TilingConfig(margin_um=0, max_batch=max_batch, min_window=8), None, tmp_path / name / "plan")
+        plan, _ = read_plan_dir(tmp_path / name / "plan")
+        cells = plan[plan["tile"].str.startswith("r00002c00002")]
+        assert cells["tile"].tolist() == ["r00002c00002p1", "r00002c00002p2"] and cells["wave"].tolist() == [0, 1]
+        assert (cells[["height", "width"]] == 8).all(axis=None)
+        outs.append(_compose(src, _run_all(src, model, tmp_path / name / "plan", tmp_path / name / "b")))
+    (out, owned), (alone, _) = outs
+    image = np.asarray(volume.open_level(str(src)))
+    mask = np.asarray(volume.open_level(f"{src}#labels/artifacts")) > 0
+    assert np.array_equal(owned, mask)
+    assert np.array_equal(out[~owned], image[~owned]) and (out[owned] != image[owned]).mean() > 0.5
+    assert np.array_equal(out, alone)
+
+
 def test_gpu_jobs_are_sized_by_expected_run_time(section: Path, model: str, tmp_path: Path) -> None:
     # 10 NFE per tile at 0.5 s each: 5 s a tile, so a 15 s job takes 3 tiles
     cfg = TilingConfig(margin_um=2, max_batch=1, job_minutes=0.25, seconds_per_nfe=0.5)

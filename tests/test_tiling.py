@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from cytopaint.plan.coarse import coarse_dilation, dilated_rows
-from cytopaint.plan.ownership import dilated_window, known_mask, owned_mask
+from cytopaint.plan.ownership import batch_dependencies, dilated_window, known_mask, owned_mask
 from cytopaint.plan.seeds import tile_seed, tile_seeds
 from cytopaint.plan.table import PLAN_COLUMNS, STATUS_INSUFFICIENT, STATUS_OK, STATUS_RELAXED, read_plan, write_plan
 from cytopaint.plan.tiling import plan_tiles
@@ -148,6 +148,30 @@ def test_a_tile_is_not_split_unless_its_parts_cost_less():
     assert (plan["part"] == 0).all() and plan["tile"].tolist() == ["r00001c00001"]
     assert (plan["height"].iat[0], plan["width"].iat[0]) == (8, 8)
     check_plan(plan, mask, 1, (64, 64), 0, 0.25)
+
+
+def test_a_band_across_a_tile_is_cut_into_cells_that_run_in_sub_waves():
+    mask = np.zeros((64, 64), dtype=bool)
+    mask[np.arange(16, 32), np.arange(16, 32)] = True  # a diagonal tear through the core [16, 32)^2 of tile (1, 1)
+    mask[40:64, 36:64] = True  # a hole peeled in waves of its own
+    kwargs = dict(factor=1, shape=(64, 64), tile_size=32, core_size=16, min_known=0.25, section="S", seed=5,
+                  max_batch=2)
+    whole = plan_tiles(mask, **kwargs, window_sides=())
+    plan = plan_tiles(mask, **kwargs, window_sides=(16, 8, 4))
+    check_plan(plan, mask, 1, (64, 64), 0, 0.25)
+    cells = plan[(plan["row"] == 1) & (plan["col"] == 1)].sort_values("part")
+    # its bounding box is the whole core, so one window would be the whole tile's; cut down to 2 x 2 px
+    # cells along the diagonal, 4 px windows, each meeting its neighbours' cells: two sub-waves
+    assert list(cells["part"]) == list(range(1, 9)) and (cells[["height", "width"]] == 4).all(axis=None)
+    assert sorted(cells["wave"].unique()) == [0, 1] and list(cells["wave"]) == [0, 1] * 4
+    first, second = cells[cells["wave"] == 0], cells[cells["wave"] == 1]
+    assert (second["known_fraction"] > first["known_fraction"].min()).all()  # the first sub-wave is known then
+    deps = batch_dependencies(plan)
+    assert all(set(first["batch"]) & set(deps[b]) for b in second["batch"])
+    # the second sub-wave delays only what meets its cells: it runs beside the hole's second wave
+    hole, hole_before = (p[~((p["row"] == 1) & (p["col"] == 1))] for p in (plan, whole))
+    assert hole["tile"].tolist() == hole_before["tile"].tolist()
+    assert hole["wave"].tolist() == hole_before["wave"].tolist() and plan["wave"].max() == whole["wave"].max()
 
 
 @pytest.mark.parametrize("factor", [1, 2, 3, (3, 2)])

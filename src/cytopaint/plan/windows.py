@@ -19,12 +19,23 @@ own (``part`` 1, 2, ...) with its own smallest window. Clusters are grown until 
 disjoint and no part's window meets another part's box, so the parts partition the tile's pixels
 of D and none reads what a sibling of its wave generates.
 
+A tile whose owned pixels are sparse in their box (a tear crossing the core diagonally has a square
+bounding box, so no smaller window holds it) is instead cut into *cells* when that costs less: the
+box is cut into a grid of cells no larger than a smaller window's core, and each cell takes the
+smallest window of its own pixels. Neighbouring cells' windows overlap each other's pixels, so
+cells run in *sub-waves*: a cell takes the first sub-wave that no cell whose box its
+window meets (or whose window meets its box) holds, reads the cells of earlier sub-waves as known
+and nothing that a cell of its own sub-wave generates. The plan's rows are then layered into
+waves anew, in the order of (wave, sub-wave) (`_layered_waves`): a cell's later sub-waves delay only
+the rows whose windows meet it, and what every row knows when it runs is unchanged.
+
 Everything here reads the coarse mask of `cytopaint.plan.coarse`: bounding boxes are upper bounds
 and known fractions lower bounds of the level-0 values, exact for a mask at level 0.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -138,6 +149,11 @@ def _fit(ctx: _Context, owned: Box, sides: Sequence[int], core_fraction: float, 
     return None
 
 
+def _pixels(fits: Sequence[_Fit]) -> int:
+    """Window pixels of ``fits``: what sampling them costs per network evaluation."""
+    return sum(f.window.height * f.window.width for f in fits)
+
+
 def _union(a: Box, b: Box) -> Box:
     return Box(min(a.y0, b.y0), min(a.x0, b.x0), max(a.y1, b.y1), max(a.x1, b.x1))
 
@@ -175,6 +191,92 @@ def _parts(ctx: _Context, core: Box, sides: Sequence[int], core_fraction: float,
     return None
 
 
+_SPARSE = 0.75  # cut into cells only a box that D fills less than this (a disk fills pi / 4 of its box)
+
+
+def _grid(box: Box, side: int) -> list[Box]:
+    """``box`` cut into a grid of equal cells at most ``side`` px high and wide, row-major."""
+    ny, nx = -(-box.height // side), -(-box.width // side)
+    ys = [box.y0 + box.height * k // ny for k in range(ny + 1)]
+    xs = [box.x0 + box.width * k // nx for k in range(nx + 1)]
+    return [Box(ys[i], xs[j], ys[i + 1], xs[j + 1]) for i in range(ny) for j in range(nx)]
+
+
+def _cells(ctx: _Context, owned: Box, sides: Sequence[int], core_fraction: float,
+           min_known: float) -> tuple[int, list[tuple[Box, _Fit]]] | None:
+    """The cheapest cut of ``owned`` (the box of a tile's owned pixels) into cells, with their windows.
+
+    Only a sparse box (D fills less than `_SPARSE` of it: a band, not a blob) is cut. For each
+    allowed window side s whose core (``core_fraction`` s) is smaller than ``owned``, the box is cut
+    into a grid of equal cells no larger than that core, and each cell holding pixels of D takes the
+    smallest window of the box of its pixels (`_fit`). Returns (window pixels, cells) for the cut that
+    costs fewest, or None when no cut has a window for every cell.
+    """
+    cw, best = ctx.cw, None
+    if cw.area(owned) >= _SPARSE * owned.height * owned.width:
+        return None
+    for side in sorted({int(core_fraction * s) for s in sides if int(core_fraction * s) >= 1}):
+        if owned.height <= side and owned.width <= side:
+            continue
+        cells, cost = [], 0
+        for cell in _grid(owned, side):
+            box = cw.extent(*cw.on(cell), cell)
+            fit = None if box is None else _fit(ctx, box, sides, core_fraction, min_known)
+            if box is not None and fit is None:
+                break
+            if box is not None:
+                cells.append((box, fit))
+                cost += _pixels([fit])
+        else:
+            if best is None or cost < best[0]:
+                best = cost, cells
+    return best
+
+
+def _sub_waves(ctx: _Context, cells: list[tuple[Box, _Fit]]) -> list[tuple[Box, _Fit, int]]:
+    """Each cell with its sub-wave (the first one no conflicting earlier cell holds) and its known
+    fraction once the cells of earlier sub-waves are known."""
+    out: list[tuple[Box, _Fit, int]] = []
+    for box, fit in cells:
+        taken = {s for b, f, s in out if f.window.meets(box) or fit.window.meets(b)}
+        sub = next(s for s in range(len(cells)) if s not in taken)
+        out.append((box, fit, sub))
+    def known(fit: _Fit, sub: int) -> float:
+        earlier = sum(ctx.cw.area(b.intersection(fit.window)) for b, _, s in out if s < sub and b.meets(fit.window))
+        return fit.known + earlier / _pixels([fit])
+
+    return [(box, _Fit(fit.window, known(fit, sub)), sub) for box, fit, sub in out]
+
+
+def _layered_waves(plan: pd.DataFrame, sub: np.ndarray) -> pd.DataFrame:
+    """The plan in the fewest waves that keep the order of (wave, sub-wave) between any two rows of
+    which one's core meets the other's window, sorted by wave (unscheduled last; the order within a
+    wave kept).
+
+    Rows are layered in that order: each takes the wave after the latest of the earlier rows it
+    meets so, and wave 0 if none. Two rows that read each other's pixels thus keep their order
+    (what a row knows when it runs is unchanged), and a cell's sub-waves delay only the rows whose
+    windows meet it, not its whole wave.
+    """
+    wave = plan["wave"].to_numpy()
+    key = wave * (int(sub.max()) + 1) + sub
+    rows = list(plan.itertuples(index=False))
+    wins, cores = [window_box(t) for t in rows], [core_box(t) for t in rows]
+    side = max(max(b.height, b.width) for b in wins)
+    buckets: dict[tuple[int, int], list[int]] = defaultdict(list)
+    new = np.full(wave.size, -1, dtype=np.int64)
+    for i in sorted(np.flatnonzero(wave >= 0).tolist(), key=lambda i: key[i]):
+        win, core = wins[i], cores[i]
+        near = {j for by in range(win.y0 // side - 1, (win.y1 - 1) // side + 2)
+                for bx in range(win.x0 // side - 1, (win.x1 - 1) // side + 2) for j in buckets.get((by, bx), ())}
+        new[i] = max((new[j] + 1 for j in near if key[j] < key[i] and (cores[j].meets(win) or wins[j].meets(core))),
+                     default=0)
+        buckets[(win.y0 // side, win.x0 // side)].append(i)
+    out = plan.assign(wave=new)
+    order = np.argsort(np.where(wave >= 0, new, new.max() + 1), kind="stable")
+    return out.iloc[order].reset_index(drop=True)
+
+
 _PLACE = ["y0", "x0", "height", "width", "core_y0", "core_x0", "core_height", "core_width", "known_fraction"]
 
 
@@ -190,10 +292,11 @@ def shrink_windows(plan: pd.DataFrame, mask: MaskArray, factor: tuple[int, int],
     takes the smallest window (heights and widths of ``sides`` or its own) whose central
     ``core_fraction`` holds the bounding box of its owned pixels and which, centred on that box and
     shifted inside the tile's own window, is at least ``min_known`` known (outside D or owned by an
-    earlier wave), or is split into parts (see the module) when their windows hold fewer pixels.
-    Inside its own window, it reads nothing the wave's scheduling did not allow it (no pixel that a
-    tile of the same wave generates). Parts follow their tile in the plan, named after it
-    (``r00012c00034p1``); their seeds are left to the caller.
+    earlier wave), or is split into parts or cells (see the module) when their windows hold fewer
+    pixels. Inside its own window, it reads nothing the wave's scheduling did not allow it (no pixel
+    that a tile of the same wave generates). Parts follow their tile in the plan, named after it
+    (``r00012c00034p1``); with cells, the rows are layered into waves anew (`_layered_waves`).
+    Batches and seeds are left to the caller.
     """
     out, owners = plan.copy(), Owners(plan)
     place = out.columns.get_indexer(_PLACE)
@@ -208,16 +311,23 @@ def shrink_windows(plan: pd.DataFrame, mask: MaskArray, factor: tuple[int, int],
             continue
         ctx = _Context(cw, win, int(tile.wave), owners)
         single = _fit(ctx, owned, sides, core_fraction, min_known)
-        cost = single.window.height * single.window.width if single else win.height * win.width
-        parts = _parts(ctx, core, sides, core_fraction, min_known)
-        if parts and sum(f.window.height * f.window.width for _, f in parts) < cost:
+        cost = _pixels([single]) if single else win.height * win.width
+        split: list[tuple[Box, _Fit, int]] = []
+        clusters = _parts(ctx, core, sides, core_fraction, min_known)
+        if clusters and _pixels([f for _, f in clusters]) < cost:
+            split, cost = [(box, f, 0) for box, f in clusters], _pixels([f for _, f in clusters])
+        cells = _cells(ctx, owned, sides, core_fraction, min_known)
+        if cells and len(cells[1]) > 1 and cells[0] < cost:
+            split = _sub_waves(ctx, cells[1])
+        if split:
             pieces[i] = [dict(zip(_PLACE, _placed(f.window, box, f.known), strict=True))
-                         | {"part": k, "tile": f"{tile.tile}p{k}", "n_owned": cw.area(box)}
-                         for k, (box, f) in enumerate(parts, 1)]
+                         | {"part": k, "tile": f"{tile.tile}p{k}", "n_owned": cw.area(box), "sub": sub}
+                         for k, (box, f, sub) in enumerate(split, 1)]
         elif single:
             out.iloc[i, place] = _placed(single.window, core.intersection(single.window), single.known)
     if not pieces:
         return out
     records = out.to_dict("records")
-    rows = [r | p for i, r in enumerate(records) for p in pieces.get(i, [{}])]
-    return frame(pd.DataFrame(rows, columns=out.columns))
+    rows = pd.DataFrame([r | p for i, r in enumerate(records) for p in pieces.get(i, [{}])])
+    sub = rows.pop("sub").fillna(0).to_numpy(dtype=np.int64)
+    return frame(_layered_waves(rows, sub) if sub.any() else rows)
