@@ -27,8 +27,7 @@ log="$out/session.log"
     [ "${SKIP_BENCH:-0}" = 1 ] || {
         echo "== sampler timings"; timeout 90 python3 benchmarks/bench_gpu_sampler.py 2>&1
         echo "== cytopaint bench: PAPER_1024 at the planner's window shapes, the demo model; paper's sampler, ours"
-        shapes=$(for s in 1024x1024 1024x512 512x1024 512x512 1024x256 256x1024 512x256 256x512 256x256; do
-            printf -- '--shape %s ' "$s"; done)
+        shapes=$(for h in 1024 512 256 128; do for w in 1024 512 256 128; do printf -- '--shape %sx%s ' "$h" "$w"; done; done)
         # shellcheck disable=SC2086
         timeout 240 python3 -m cytopaint.cli bench paper-1024 --batch 4 --timed-nfe 20 $shapes \
             --out "$out/bench-paper" 2>&1
@@ -36,6 +35,9 @@ log="$out/session.log"
         echo "== BigBrain projection: the planner's windows on one synthetic 3.3 cm section x the bench's seconds"
         (cd benchmarks && timeout 120 python3 project_bigbrain.py --bench "$out/bench-paper/bench.json" --sections 1 \
             --out "$out/projection.json") 2>&1
+        echo "== the same for the planner's cheapest setting (README 'Cells': core 0.75, min_known 0.125, windows to 128 px)"
+        (cd benchmarks && timeout 120 python3 project_bigbrain.py --bench "$out/bench-paper/bench.json" --sections 1 \
+            --core-fraction 0.75 --min-known 0.125 --min-window 128 --out "$out/projection-cells.json") 2>&1
     }
     wait $synth; cat "$out/synth.log" | tail -4
     echo "== evaluation, $per_bin patches per bin"

@@ -1,14 +1,16 @@
 """Device-days (GPU-days on a GPU) to repair a whole BigBrain-scale stack: planned windows x measured seconds.
 
     python benchmarks/project_bigbrain.py --bench BENCH.json [--size 32768] [--sections 2] [--min-window 256]
+                                          [--core-fraction 0.5] [--min-known 0.25]
                                           [--section-px 1e10] [--stack 7404] [--out projection.json]
 
     s per section = sum over window shapes of (windows of that shape) x NFE x (s per NFE per tile there)
 
 Windows come from planning synthetic BigBrain-like sections (`bench_plan.synthetic_labels`: 1 µm/px,
 5% damage of the artifact mix, mask at 1/4) with the workflow's default tiling (1024 px tiles, core
-half the tile, margin 8 µm, min_known 0.25), twice: whole tiles, and with windows down to
-``--min-window`` (split tiles, oblong windows; `cytopaint.plan.windows`). A section of
+half the tile, margin 8 µm, min_known 0.25; ``--core-fraction`` and ``--min-known`` change the last
+two), twice: whole tiles, and with windows down to ``--min-window`` (split tiles, cells, oblong
+windows; `cytopaint.plan.windows`). A section of
 ``--section-px`` pixels (BigBrain: a bounding box of ~10^10 px) is taken to hold windows in
 proportion to its area. Seconds per NFE per tile are what `cytopaint bench NETWORK --shape HxW ...`
 measured on the device at hand (its bench.json), per sampler setting and window shape; a plan with a
@@ -32,7 +34,7 @@ PAPER_A100_DAYS = 645
 
 
 def plan_windows(size: int, factor: int, damage: float, sections: int, tile: int, min_window: int,
-                 margin: int = 8, min_known: float = 0.25) -> dict[str, dict[str, float]]:
+                 margin: int = 8, min_known: float = 0.25, core_fraction: float = 0.5) -> dict[str, dict[str, float]]:
     """Mean scheduled windows per section by shape (``"HxW"``), for whole tiles and for small windows."""
     plans = {"whole tiles": (), f"min_window {min_window}": small_window_sides(tile, min_window)}
     totals: dict[str, Counter] = {name: Counter() for name in plans}
@@ -40,7 +42,8 @@ def plan_windows(size: int, factor: int, damage: float, sections: int, tile: int
         labels = synthetic_labels(size, factor, damage, seed)
         for name, sides in plans.items():
             plan = plan_tiles(labels, factor=factor, shape=(size, size), tile_size=tile, margin_px=margin,
-                              min_known=min_known, section=f"s{seed}", seed=0, window_sides=sides)
+                              core_size=max(1, round(tile * core_fraction)), min_known=min_known,
+                              section=f"s{seed}", seed=0, window_sides=sides)
             totals[name].update(window_counts(plan))
     return {name: {shape: n / sections for shape, n in counts.items()} for name, counts in totals.items()}
 
@@ -62,6 +65,8 @@ def main() -> None:
     parser.add_argument("--damage", type=float, default=0.05)
     parser.add_argument("--tile", type=int, default=1024)
     parser.add_argument("--min-window", type=int, default=256)
+    parser.add_argument("--core-fraction", type=float, default=0.5, help="core side as a fraction of the tile's")
+    parser.add_argument("--min-known", type=float, default=0.25, help="known context a tile needs")
     parser.add_argument("--section-px", type=float, default=1e10, help="pixels of one stack section's bounding box")
     parser.add_argument("--stack", type=int, default=7404, help="sections in the stack")
     parser.add_argument("--out", help="write the windows and projections as JSON")
@@ -71,11 +76,13 @@ def main() -> None:
     if run["unet"]["image_size"] != args.tile:
         raise SystemExit(f"the bench timed a {run['unet']['image_size']} px network, "
                          f"the plans use {args.tile} px tiles")
-    windows = plan_windows(args.size, args.factor, args.damage, args.sections, args.tile, args.min_window)
+    windows = plan_windows(args.size, args.factor, args.damage, args.sections, args.tile, args.min_window,
+                           min_known=args.min_known, core_fraction=args.core_fraction)
     scale = args.section_px / args.size**2
     settings = list(dict.fromkeys(r["setting"] for r in run["rows"]))
     print(f"{args.stack} sections of {args.section_px:.3g} px, windows as on {args.sections} synthetic sections of "
-          f"{args.size} x {args.size} px (x {scale:.2f} by area); bench: {run['network']} on {run['device']} "
+          f"{args.size} x {args.size} px (x {scale:.2f} by area), core {args.core_fraction:g} of the tile, "
+          f"min_known {args.min_known:g}; bench: {run['network']} on {run['device']} "
           f"({run.get('gpu') or 'CPU'}), code {run['code'].get('version')}")
     for name, counts in windows.items():
         print(f"  {name}: " + ", ".join(f"{n * scale:.0f} x {s}" for s, n in counts.items()) + " windows per section")
@@ -94,6 +101,7 @@ def main() -> None:
     print(f"paper: {PAPER_A100_DAYS} A100-days at 35 s per 1024 px tile ('vs paper': fewer days, across devices)")
     if args.out:
         Path(args.out).write_text(json.dumps({"windows_per_planned_section": windows, "scale": scale,
+                                              "core_fraction": args.core_fraction, "min_known": args.min_known,
                                               "stack": args.stack, "bench": args.bench,
                                               "projections": projections}, indent=1) + "\n")
 
