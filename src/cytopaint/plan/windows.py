@@ -241,6 +241,7 @@ def _sub_waves(ctx: _Context, cells: list[tuple[Box, _Fit]]) -> list[tuple[Box, 
         taken = {s for b, f, s in out if f.window.meets(box) or fit.window.meets(b)}
         sub = next(s for s in range(len(cells)) if s not in taken)
         out.append((box, fit, sub))
+
     def known(fit: _Fit, sub: int) -> float:
         earlier = sum(ctx.cw.area(b.intersection(fit.window)) for b, _, s in out if s < sub and b.meets(fit.window))
         return fit.known + earlier / _pixels([fit])
