@@ -93,6 +93,17 @@ def test_tile_results_do_not_depend_on_batching_and_reruns_are_identical(section
     assert all(np.array_equal(outs[0], o) for o in outs[1:])  # also when a job samples its tiles one by one
 
 
+def _assert_mask_repaired_alone_as_batched(src: Path, outs: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    """The batched run (first) repaired exactly the artifact mask, left the rest as it was, and equals
+    the run of one tile per job (second)."""
+    (out, owned), (alone, _) = outs
+    image = np.asarray(volume.open_level(str(src)))
+    mask = np.asarray(volume.open_level(f"{src}#labels/artifacts")) > 0
+    assert np.array_equal(owned, mask)
+    assert np.array_equal(out[~owned], image[~owned]) and (out[owned] != image[owned]).mean() > 0.5
+    assert np.array_equal(out, alone)
+
+
 def test_small_windows_repair_exactly_the_dilated_mask_alone_or_batched_with_whole_tiles(model: str,
                                                                                      tmp_path: Path) -> None:
     # a hole larger than a tile and two specks: a speck fits the central half of an 8 px window; two
@@ -111,12 +122,7 @@ def test_small_windows_repair_exactly_the_dilated_mask_alone_or_batched_with_who
         plans.append(plan)
         outs.append(_compose(src, _run_all(src, model, tmp_path / name / "plan", tmp_path / name / "b")))
     assert (plans[0].groupby("batch")["height"].nunique() == 2).any()  # 8 and 16 px tiles in one job
-    (out, owned), (alone, _) = outs
-    image = np.asarray(volume.open_level(str(src)))
-    mask = np.asarray(volume.open_level(f"{src}#labels/artifacts")) > 0
-    assert np.array_equal(owned, mask)
-    assert np.array_equal(out[~owned], image[~owned]) and (out[owned] != image[owned]).mean() > 0.5
-    assert np.array_equal(out, alone)
+    _assert_mask_repaired_alone_as_batched(src, outs)
 
 
 def test_a_diagonal_tear_cut_into_cells_is_repaired_exactly_in_sub_waves(model: str, tmp_path: Path) -> None:
@@ -132,12 +138,7 @@ def test_a_diagonal_tear_cut_into_cells_is_repaired_exactly_in_sub_waves(model: 
         assert cells["tile"].tolist() == ["r00002c00002p1", "r00002c00002p2"] and cells["wave"].tolist() == [0, 1]
         assert (cells[["height", "width"]] == 8).all(axis=None)
         outs.append(_compose(src, _run_all(src, model, tmp_path / name / "plan", tmp_path / name / "b")))
-    (out, owned), (alone, _) = outs
-    image = np.asarray(volume.open_level(str(src)))
-    mask = np.asarray(volume.open_level(f"{src}#labels/artifacts")) > 0
-    assert np.array_equal(owned, mask)
-    assert np.array_equal(out[~owned], image[~owned]) and (out[owned] != image[owned]).mean() > 0.5
-    assert np.array_equal(out, alone)
+    _assert_mask_repaired_alone_as_batched(src, outs)
 
 
 def test_gpu_jobs_are_sized_by_expected_run_time(section: Path, model: str, tmp_path: Path) -> None:
