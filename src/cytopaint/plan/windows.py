@@ -114,14 +114,15 @@ class _Context:
     wave: int
     owners: Owners
 
-    def known(self, box: Box) -> float:
+    def known(self, box: Box, siblings: Sequence[Box] = ()) -> float:
         """Known fraction of ``box`` (in the window): a lower bound, exact for a mask at level 0.
 
         The grid cores of the plan partition the plane, so (by additivity) D's area in ``box`` less
         that in the cores of earlier waves bounds the pixels of D that no earlier wave owns.
+        ``siblings`` are boxes of this tile's core whose D is known too (cells of earlier sub-waves).
         """
-        earlier = self.owners.before(box, self.wave)
-        unknown = self.cw.area(box) - sum(self.cw.area(o.core.intersection(box)) for o in earlier)
+        earlier = [o.core for o in self.owners.before(box, self.wave)] + [b for b in siblings if b.meets(box)]
+        unknown = self.cw.area(box) - sum(self.cw.area(core.intersection(box)) for core in earlier)
         return 1.0 - unknown / (box.height * box.width)
 
 
@@ -241,12 +242,8 @@ def _sub_waves(ctx: _Context, cells: list[tuple[Box, _Fit]]) -> list[tuple[Box, 
         taken = {s for b, f, s in out if f.window.meets(box) or fit.window.meets(b)}
         sub = next(s for s in range(len(cells)) if s not in taken)
         out.append((box, fit, sub))
-
-    def known(fit: _Fit, sub: int) -> float:
-        earlier = sum(ctx.cw.area(b.intersection(fit.window)) for b, _, s in out if s < sub and b.meets(fit.window))
-        return fit.known + earlier / _pixels([fit])
-
-    return [(box, _Fit(fit.window, known(fit, sub)), sub) for box, fit, sub in out]
+    return [(box, _Fit(fit.window, ctx.known(fit.window, [b for b, _, s in out if s < sub])), sub)
+            for box, fit, sub in out]
 
 
 def _layered_waves(plan: pd.DataFrame, sub: np.ndarray) -> pd.DataFrame:
