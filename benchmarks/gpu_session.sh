@@ -2,7 +2,8 @@
 # One GPU session, as run on a lent H100 / H200 (results in docs/evaluation/): GPU tests, sampler
 # timings, and the evaluation of the demo model on 1 mm² patches of held-out synthetic sections.
 #
-#   [SKIP_BENCH=1] [SKIP_PARETO=1] [PER_BIN=4] bash benchmarks/gpu_session.sh OUT_DIR [PATCHES_PER_BIN]
+#   [SKIP_BENCH=1] [SKIP_EXECUTION=1] [SKIP_PARETO=1] [PER_BIN=4] \
+#       bash benchmarks/gpu_session.sh OUT_DIR [PATCHES_PER_BIN]
 #
 # Uses the machine's python3 with torch; packages it lacks may come as wheels in .whl/ (zarr,
 # dask, jsonschema and their needs). Everything lands in OUT_DIR/gpu_session.tgz and logs beside it.
@@ -23,7 +24,7 @@ log="$out/session.log"
     (time python3 -m cytopaint.cli synth --out /tmp/heldout --sections $(seq -f 'h%g' 0 39) --shape 1536 2048 \
         --pixel-size 2 --seed 200 --damage 0 --workers 16 --quiet) > "$out/synth.log" 2>&1 &
     synth=$!
-    echo "== GPU tests"; timeout 120 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py -s 2>&1 | tail -15
+    echo "== GPU tests"; timeout 240 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py -s 2>&1 | tail -15
     [ "${SKIP_BENCH:-0}" = 1 ] || {
         echo "== sampler timings"; timeout 90 python3 benchmarks/bench_gpu_sampler.py 2>&1
         echo "== cytopaint bench: PAPER_1024 at the planner's window shapes, the demo model; paper's sampler, ours"
@@ -32,6 +33,12 @@ log="$out/session.log"
         timeout 240 python3 -m cytopaint.cli bench paper-1024 --batch 4 --timed-nfe 20 $shapes \
             --out "$out/bench-paper" 2>&1
         timeout 60 python3 -m cytopaint.cli bench demo --batch 512 --timed-nfe 40 --out "$out/bench-demo" 2>&1
+        [ "${SKIP_EXECUTION:-0}" = 1 ] || {
+            echo "== PAPER_1024 run eager, channels-last, compiled (config 'execution'; warm-up = compile time)"
+            timeout 420 python3 -m cytopaint.cli bench paper-1024 --batch 4 --timed-nfe 20 --sampler default=50:5:2 \
+                --execution eager --execution channels-last --execution compile --execution channels-last+compile \
+                --execution channels-last+compile=reduce-overhead --out "$out/bench-execution" 2>&1
+        }
         echo "== BigBrain projection: the planner's windows on one synthetic 3.3 cm section x the bench's seconds"
         (cd benchmarks && timeout 120 python3 project_bigbrain.py --bench "$out/bench-paper/bench.json" --sections 1 \
             --out "$out/projection.json") 2>&1

@@ -48,9 +48,15 @@ def plan_windows(size: int, factor: int, damage: float, sections: int, tile: int
     return {name: {shape: n / sections for shape, n in counts.items()} for name, counts in totals.items()}
 
 
+def setting_of(row: dict) -> str:
+    """A bench row's sampler setting, with its network execution unless eager (older benches have none)."""
+    execution = row.get("execution", "eager")
+    return row["setting"] if execution == "eager" else f"{row['setting']} [{execution}]"
+
+
 def device_seconds(windows: dict[str, float], rows: list[dict], setting: str) -> float | None:
     """Seconds for ``windows`` (count per ``"HxW"``) with ``setting``'s bench rows; None if a shape is untimed."""
-    timed = {f"{r['height']}x{r['width']}": r for r in rows if r["setting"] == setting}
+    timed = {f"{r['height']}x{r['width']}": r for r in rows if setting_of(r) == setting}
     if any(shape not in timed for shape in windows):
         return None
     return sum(n * timed[s]["nfe_per_tile"] * timed[s]["ms_per_nfe_per_tile"] / 1e3 for s, n in windows.items())
@@ -79,7 +85,7 @@ def main() -> None:
     windows = plan_windows(args.size, args.factor, args.damage, args.sections, args.tile, args.min_window,
                            min_known=args.min_known, core_fraction=args.core_fraction)
     scale = args.section_px / args.size**2
-    settings = list(dict.fromkeys(r["setting"] for r in run["rows"]))
+    settings = list(dict.fromkeys(setting_of(r) for r in run["rows"]))
     print(f"{args.stack} sections of {args.section_px:.3g} px, windows as on {args.sections} synthetic sections of "
           f"{args.size} x {args.size} px (x {scale:.2f} by area), core {args.core_fraction:g} of the tile, "
           f"min_known {args.min_known:g}; bench: {run['network']} on {run['device']} "

@@ -52,6 +52,23 @@ def test_bench_times_the_planners_small_and_oblong_windows(tmp_path: Path, capsy
     assert "expected HxW" in capsys.readouterr().err
 
 
+def test_bench_runs_each_execution_of_the_network_side_by_side(tmp_path: Path, capsys) -> None:
+    cfg = tmp_path / "tiny.json"
+    cfg.write_text(json.dumps(TINY.to_dict()))
+    assert main(["bench", str(cfg), "--sampler", "ref=10:1:1", "--sampler", "fast=5:1:1", "--execution", "eager",
+                 "--execution", "channels-last", "--batch", "2", "--device", "cpu", "--out", str(tmp_path / "b")]) == 0
+    assert "channels-last" in capsys.readouterr().out
+    table = pd.read_csv(tmp_path / "b" / "bench.tsv", sep="\t")
+    assert list(zip(table["execution"], table["setting"], strict=True)) == [
+        ("eager", "ref"), ("eager", "fast"), ("channels-last", "ref"), ("channels-last", "fast")]
+    assert table["speedup_vs_reference"].iat[0] == 1 and (table["warmup_s"] > 0).all()
+    # every row against the first execution's reference: the fast setting is ~2x faster in both
+    ratio = table["speedup_vs_reference"].iat[3] / table["speedup_vs_reference"].iat[2]
+    assert 1.2 < ratio < 3.5
+    assert main(["bench", str(cfg), "--execution", "nhwc", "--device", "cpu"]) == 2
+    assert "'nhwc' is not channels-last or compile" in capsys.readouterr().err
+
+
 def test_the_pareto_scripts_settings_parse_and_stay_under_100_nfe() -> None:
     import re
     from pathlib import Path

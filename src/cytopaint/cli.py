@@ -99,6 +99,7 @@ def _plan(args: argparse.Namespace) -> int:
 def _repaint_batch(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from .diffusion.execution import Execution
     from .plan.section import Section
     from .plan.stage import read_plan_dir
     from .repaint.stage import RepaintConfig, run_batch
@@ -106,9 +107,11 @@ def _repaint_batch(args: argparse.Namespace) -> int:
     plan, summary = read_plan_dir(Path(args.plan_dir))
     section = Section.from_table(args.sections, args.section).planned(summary)
     meta = run_batch(section, plan, args.batch, [Path(p) for p in args.earlier], args.model,
-                     RepaintConfig(**json.loads(args.repaint)), Path(args.out), progress=not args.quiet)
+                     RepaintConfig(**json.loads(args.repaint)), Path(args.out), progress=not args.quiet,
+                     execution=Execution(**json.loads(args.execution)))
     print(f"section {args.section} batch {args.batch}: {len(plan[plan['batch'] == args.batch])} tiles, "
-          f"{meta['nfe_per_tile']} NFE, {meta['sample_seconds']:.1f} s on {meta['device']}", file=sys.stderr)
+          f"{meta['nfe_per_tile']} NFE, {meta['sample_seconds']:.1f} s on {meta['device']} "
+          f"({Execution(**meta['execution']).label})", file=sys.stderr)
     return 0
 
 
@@ -182,12 +185,14 @@ def _pareto(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from .diffusion.execution import Execution
     from .evaluation.bench import DEFAULT_SETTINGS, bench, format_table, parse_setting, parse_shape, write_bench
     from .repaint.stage import pick_device
 
     settings = dict(parse_setting(s) for s in args.sampler) if args.sampler else DEFAULT_SETTINGS
     rows, context = bench(args.network, settings, batch=args.batch, device=pick_device(args.device),
-                          timed_nfe=args.timed_nfe, shapes=[parse_shape(s) for s in args.shape] or None)
+                          timed_nfe=args.timed_nfe, shapes=[parse_shape(s) for s in args.shape] or None,
+                          executions=[Execution.parse(e) for e in args.execution] or None)
     print(format_table(rows, context))
     if args.out:
         write_bench(rows, context, Path(args.out))
@@ -362,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--earlier", nargs="*", default=[], help="batch files of earlier waves this batch depends on")
     p.add_argument("--model", default="demo")
     p.add_argument("--repaint", default="{}", help="JSON of the config's repaint block")
+    p.add_argument("--execution", default="{}", help="JSON of the config's execution block (channels_last, compile)")
     p.add_argument("--out", required=True, help="batch result file (.npz)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_repaint_batch)
@@ -420,6 +426,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shape", action="append", default=[], metavar="HxW",
                    help="tile shape to time, repeatable (default: the network's tile); the planner's small and "
                         "oblong windows, e.g. 256x256 or 256x1024, for benchmarks/project_bigbrain.py")
+    p.add_argument("--execution", action="append", default=[], metavar="SPEC",
+                   help="how the network runs, repeatable, side by side (default: eager): eager, channels-last, "
+                        "compile[=MODE] (MODE default, reduce-overhead or max-autotune), or parts joined by '+', "
+                        "e.g. channels-last+compile")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:k]")
     p.add_argument("--timed-nfe", type=int, help="time only this many network evaluations per setting and "
                    "extrapolate (a full paper-setting run on 1024 px tiles takes minutes)")

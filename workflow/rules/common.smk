@@ -14,6 +14,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
+from cytopaint.diffusion.execution import Execution
 from cytopaint.io.sections import check_store, read_sections
 from cytopaint.io.volume import metadata_file
 from cytopaint.models import package as modelpkg
@@ -127,6 +128,7 @@ try:
     NFE_PER_TILE = RepaintConfig(**config["repaint"]).nfe(
         MODEL_CARD_JSON["diffusion"]["steps"]
     )
+    Execution(**config["execution"])
 except ValueError as err:
     raise WorkflowError(f"config: {err}") from None
 
@@ -341,6 +343,11 @@ def as_json(block: dict) -> str:
     """A config block as compact JSON, for a rule's params (quote it in the shell with ``:q``), its
     keys sorted: the same settings in another order in a config file rerun nothing."""
     return json.dumps(block, separators=(",", ":"), sort_keys=True)
+
+
+# how the network runs: read by the repaint jobs' shell command, not a param, so that changing it
+# (the same maths, up to float rounding) reruns nothing
+EXECUTION_JSON = as_json(config["execution"])
 
 
 def batch_fingerprint(wildcards) -> str:

@@ -25,4 +25,5 @@ rule repaint:
     shell:
         "cytopaint repaint-batch --sections {input.sections:q} --section {wildcards.section}"
         " --plan-dir {params.plan_dir:q} --batch {wildcards.batch} --earlier {input.earlier:q}"
-        " --model {params.model:q} --repaint {params.repaint:q} --out {output:q} 2> {log:q}"
+        " --model {params.model:q} --repaint {params.repaint:q} --execution {EXECUTION_JSON:q}"
+        " --out {output:q} 2> {log:q}"

@@ -7,14 +7,17 @@ sampler loop (`cytopaint.diffusion.sampling`), every tile with its own seed, and
 its network evaluations per tile (counted by the sampler), milliseconds per evaluation per tile,
 seconds per tile, tiles per second, the achieved TFLOP/s (forward FLOPs counted once by
 ``torch.utils.flop_counter``), peak GPU and CPU memory, and its speed-up over the reference
-setting (the first one). ``timed_nfe`` stops each run after that many evaluations and extrapolates
-its seconds per tile from them (said so in the ``timing`` column): the paper's setting on a
+setting (the first one). Each execution of the network (`cytopaint.diffusion.execution`: eager,
+channels-last, compiled) runs every setting, after one warm-up evaluation (compilation, kernel
+selection) that is reported apart; channels-last on a copy of the network. ``timed_nfe`` stops
+each run after that many evaluations and extrapolates its seconds per tile from them (said so in the ``timing`` column): the paper's setting on a
 1024 px network takes minutes per batch. The batch is evaluated at once, as on a GPU; the
 workflow's CPU jobs evaluate tiles one at a time (for bit-identical tiles), about 1.4x slower.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import resource
 import time
@@ -27,8 +30,9 @@ import pandas as pd
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from cytopaint.diffusion.execution import Execution, Model
 from cytopaint.diffusion.gaussian import DiffusionConfig, GaussianDiffusion
-from cytopaint.diffusion.sampling import SamplerSettings, make_generators, sample
+from cytopaint.diffusion.sampling import SamplerSettings, autocast_for, make_generators, sample
 from cytopaint.diffusion.unet import UNet, UNetConfig
 from cytopaint.io.atomic import atomic_path, write_text
 from cytopaint.models import package as modelpkg
@@ -44,6 +48,7 @@ class BenchRow:
     """One sampler setting's figures."""
 
     setting: str
+    execution: str  # the network's memory format and compilation (`Execution.label`)
     height: int  # the tiles' shape (the planner's small and oblong windows are sampled at their own)
     width: int
     method: str
@@ -53,6 +58,7 @@ class BenchRow:
     nfe_per_tile: int
     batch: int
     timing: str
+    warmup_s: float  # the execution's first evaluation of the batch (compilation, kernel choice), not timed
     ms_per_nfe_per_tile: float
     s_per_tile: float
     tiles_per_s: float
@@ -69,7 +75,7 @@ class _Enough(Exception):
 class _TimedNetwork:
     """The network, counting and timing its evaluations (synchronised on a GPU)."""
 
-    def __init__(self, network: torch.nn.Module, device: torch.device, limit: int | None) -> None:
+    def __init__(self, network: Model, device: torch.device, limit: int | None) -> None:
         self.network, self.device, self.limit = network, device, limit
         self.calls, self.seconds = 0, 0.0
 
@@ -125,20 +131,29 @@ def parse_shape(text: str) -> tuple[int, int]:
 
 
 def bench(name_or_path: str, settings: dict[str, SamplerSettings], *, batch: int, device: torch.device,
-          timed_nfe: int | None = None,
-          shapes: list[tuple[int, int]] | None = None) -> tuple[list[BenchRow], dict[str, Any]]:
-    """Run every sampler setting on one batch per tile shape (default: the network's tile); returns the
-    rows (speed-ups against the first setting at the same shape) and the run's context (device, versions)."""
+          timed_nfe: int | None = None, shapes: list[tuple[int, int]] | None = None,
+          executions: list[Execution] | None = None) -> tuple[list[BenchRow], dict[str, Any]]:
+    """Run every sampler setting on one batch per tile shape (default: the network's tile) and per
+    execution (default: eager); returns the rows (speed-ups against the first execution and setting at
+    the same shape) and the run's context (device, versions)."""
     network, cfg, diffusion = network_for(name_or_path, device)
     shapes = shapes or [(cfg.image_size, cfg.image_size)]
     bad = [s for s in shapes if s[0] not in cfg.sides() or s[1] not in cfg.sides()]
     if bad:
         raise ValueError(f"tile shapes {bad}: height and width must each be one of {cfg.sides()}")
+    # channels-last converts a network's weights in place: that execution gets a copy of its own
+    runners = [(e, e.prepare(copy.deepcopy(network) if e.channels_last else network))
+               for e in executions or [Execution()]]
     rows: list[BenchRow] = []
     flops: dict[tuple[int, int], int] = {}
     for shape in shapes:
         flops[shape] = forward_flops(network, cfg, device, shape)
-        rows += _bench_shape(network, diffusion, settings, shape, flops[shape], cfg, batch, device, timed_nfe)
+        known, mask = tiles_with_hole(cfg, batch, device, shape)
+        at_shape: list[BenchRow] = []
+        for execution, runner in runners:
+            at_shape += _bench_execution(runner, execution.label, diffusion, settings, known, mask, flops[shape],
+                                         device, timed_nfe, at_shape[0].s_per_tile if at_shape else None)
+        rows += at_shape
     context = {"network": name_or_path, "unet": cfg.to_dict(),
                "forward_gflops_per_tile": flops[shapes[0]] / 1e9,
                "forward_gflops_per_shape": {f"{h}x{w}": f / 1e9 for (h, w), f in flops.items()},
@@ -146,16 +161,29 @@ def bench(name_or_path: str, settings: dict[str, SamplerSettings], *, batch: int
     return rows, context
 
 
-def _bench_shape(network: torch.nn.Module, diffusion: GaussianDiffusion, settings: dict[str, SamplerSettings],
-                 shape: tuple[int, int], flops: int, cfg: UNetConfig, batch: int, device: torch.device,
-                 timed_nfe: int | None) -> list[BenchRow]:
-    """The rows of every setting on a batch of tiles of ``shape``."""
-    known, mask = tiles_with_hole(cfg, batch, device, shape)
+def _warm_up(runner: Model, known: torch.Tensor, device: torch.device) -> float:
+    """Seconds of one evaluation of the batch, as the sampler makes it (compiles a compiled network)."""
+    t = torch.zeros(known.shape[0], dtype=torch.long, device=device)
+    start = time.perf_counter()
+    with torch.no_grad(), autocast_for(device):
+        runner(known, t)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def _bench_execution(runner: Model, execution: str, diffusion: GaussianDiffusion,
+                     settings: dict[str, SamplerSettings], known: torch.Tensor, mask: torch.Tensor, flops: int,
+                     device: torch.device, timed_nfe: int | None, reference_s: float | None) -> list[BenchRow]:
+    """The rows of every setting on one batch of tiles, the network run as ``execution``; speed-ups against
+    ``reference_s`` seconds per tile (None: the first setting's)."""
+    batch, (height, width) = known.shape[0], known.shape[-2:]
+    warmup_s = _warm_up(runner, known, device)
     rows: list[BenchRow] = []
     for name, setting in settings.items():
         process = diffusion.respaced_to(setting.steps) if setting.steps else diffusion
         nfe = setting.nfe(diffusion.num_timesteps)
-        timed = _TimedNetwork(network, device, timed_nfe)
+        timed = _TimedNetwork(runner, device, timed_nfe)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         try:
@@ -168,14 +196,15 @@ def _bench_shape(network: torch.nn.Module, diffusion: GaussianDiffusion, setting
             timing = f"first {timed.calls} of {nfe} NFE, extrapolated"
         per_nfe_tile = timed.seconds / timed.calls / batch
         s_per_tile = per_nfe_tile * nfe
+        reference_s = reference_s or s_per_tile
         rows.append(BenchRow(
-            setting=name, height=shape[0], width=shape[1], method=setting.method, steps=process.num_timesteps,
-            jump_length=setting.jump_length, jump_n_sample=setting.jump_n_sample, nfe_per_tile=nfe, batch=batch,
-            timing=timing, ms_per_nfe_per_tile=1e3 * per_nfe_tile, s_per_tile=s_per_tile, tiles_per_s=1.0 / s_per_tile,
-            tflops=flops / per_nfe_tile / 1e12,
+            setting=name, execution=execution, height=height, width=width, method=setting.method,
+            steps=process.num_timesteps, jump_length=setting.jump_length, jump_n_sample=setting.jump_n_sample,
+            nfe_per_tile=nfe, batch=batch, timing=timing, warmup_s=warmup_s, ms_per_nfe_per_tile=1e3 * per_nfe_tile,
+            s_per_tile=s_per_tile, tiles_per_s=1.0 / s_per_tile, tflops=flops / per_nfe_tile / 1e12,
             peak_gpu_mib=torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
             peak_cpu_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            speedup_vs_reference=(rows[0].s_per_tile if rows else s_per_tile) / s_per_tile))
+            speedup_vs_reference=reference_s / s_per_tile))
     return rows
 
 
@@ -192,12 +221,13 @@ def format_table(rows: list[BenchRow], context: dict[str, Any]) -> str:
     head = (f"{context['network']} on {context['device']} ({context['gpu'] or 'CPU'}), torch {context['torch']}, "
             f"{context['forward_gflops_per_tile']:.1f} GFLOP per forward per {context['unet']['image_size']} px "
             "tile")
-    cols = ("setting", "shape", "method", "nfe", "batch", "ms/nfe/tile", "s/tile", "tiles/s", "TFLOP/s", "peak GPU MiB",
-            "peak CPU MiB", "speed-up", "timing")
+    cols = ("setting", "execution", "shape", "method", "nfe", "batch", "warm-up s", "ms/nfe/tile", "s/tile", "tiles/s",
+            "TFLOP/s", "peak GPU MiB", "peak CPU MiB", "speed-up", "timing")
     lines = [head, "  ".join(f"{c:>12}" for c in cols)]
     for r in rows:
         gpu = "-" if r.peak_gpu_mib is None else f"{r.peak_gpu_mib:.0f}"
-        vals = (r.setting, f"{r.height}x{r.width}", r.method, r.nfe_per_tile, r.batch, f"{r.ms_per_nfe_per_tile:.3f}",
+        vals = (r.setting, r.execution, f"{r.height}x{r.width}", r.method, r.nfe_per_tile, r.batch, f"{r.warmup_s:.3g}",
+                f"{r.ms_per_nfe_per_tile:.3f}",
                 f"{r.s_per_tile:.3g}", f"{r.tiles_per_s:.3g}", f"{r.tflops:.3g}", gpu, f"{r.peak_cpu_mib:.0f}",
                 f"{r.speedup_vs_reference:.1f}x", r.timing)
         lines.append("  ".join(f"{v!s:>12}" for v in vals))

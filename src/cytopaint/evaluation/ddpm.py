@@ -22,6 +22,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from cytopaint.blend.stage import LABEL, blend_section
+from cytopaint.diffusion.execution import Execution
 from cytopaint.io import volume, writer
 from cytopaint.io.batchfile import TileResult, write_batch
 from cytopaint.models import package as modelpkg
@@ -65,7 +66,8 @@ def _write_patches(images: Sequence[np.ndarray], holes: Sequence[np.ndarray], pi
 
 def repair_patches(images: Sequence[np.ndarray], holes: Sequence[np.ndarray], pixel_size_um: float,
                    model_ref: str, tiling: TilingConfig, repaint: RepaintConfig, work: Path,
-                   batch_size: int = 64, progress: bool = True) -> tuple[list[Repaired], dict[str, float]]:
+                   batch_size: int = 64, progress: bool = True,
+                   execution: Execution = Execution()) -> tuple[list[Repaired], dict[str, float]]:
     """Repair ``images`` (uint8) inside ``holes`` (bool) with the DDPM; ``work`` (emptied first) holds the stores and batches.
 
     Returns the repaired patches and timings (seconds: planning, sampling, the rest of repainting,
@@ -74,7 +76,7 @@ def repair_patches(images: Sequence[np.ndarray], holes: Sequence[np.ndarray], pi
     work = Path(work)
     shutil.rmtree(work, ignore_errors=True)  # scratch of an earlier run
     device = pick_device(repaint.device)
-    model = modelpkg.load(model_ref, device=device)
+    model = modelpkg.load(model_ref, device=device).run_as(execution)
     t0 = time.perf_counter()
     patches = []
     for section in _write_patches(images, holes, pixel_size_um, work):

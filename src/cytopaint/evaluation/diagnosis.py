@@ -65,7 +65,7 @@ def inpaint_windows(model: modelpkg.PackagedModel, images: np.ndarray, unknown: 
         part = slice(i, i + batch_size)
         x = torch.from_numpy(norm.to_model(images[part]))[:, None].to(device)
         m = torch.from_numpy(unknown[part])[:, None].to(device)
-        result = sample(model.network, model.diffusion(), x, m, make_generators(seeds[part], device), settings)
+        result = sample(model.forward, model.diffusion(), x, m, make_generators(seeds[part], device), settings)
         generated = norm.from_model(result.images[:, 0].float().cpu().numpy())
         out[part][unknown[part]] = generated[unknown[part]]
     return out

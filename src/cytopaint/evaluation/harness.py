@@ -33,6 +33,7 @@ from ..io.sections import read_sections
 from ..models import package as modelpkg
 from ..models.classifier import PackagedClassifier, load_classifier
 from ..morphology import dilate
+from ..diffusion.execution import Execution
 from ..plan.stage import TilingConfig
 from ..repaint.stage import RepaintConfig, pick_device
 from ..runtime import code_version_string
@@ -57,6 +58,7 @@ class EvaluationSettings:
     classifier: str | None = "demo"  # None: cell statistics only (e.g. patches smaller than the classifier's input)
     tiling: TilingConfig = field(default_factory=TilingConfig)
     repaint: RepaintConfig = field(default_factory=RepaintConfig)
+    execution: Execution = field(default_factory=Execution)  # how the network runs (channels-last, compiled)
     patch_um: float = 1024.0  # side of the square patches: 1 mm^2 as in the paper
     patches_per_bin: int = 8
     bins: tuple[tuple[float, float], ...] = PAPER_BINS
@@ -84,7 +86,8 @@ class EvaluationSettings:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], sections: str | None = None) -> EvaluationSettings:
-        """Settings from a workflow config: its ``model``, ``tiling``, ``repaint`` and ``evaluate`` blocks.
+        """Settings from a workflow config: its ``model``, ``tiling``, ``repaint``, ``execution`` and ``evaluate``
+        blocks.
 
         ``evaluate.repaint`` overrides keys of ``repaint`` (e.g. another sampler setting), and
         ``sections`` (e.g. the held-out table a rule made) overrides ``evaluate.sections``.
@@ -102,6 +105,7 @@ class EvaluationSettings:
             raise ValueError(f"evaluate: unknown setting(s) {extra}")
         return cls(sections=str(table), model=str(config.get("model", "demo")),
                    tiling=TilingConfig(**(config.get("tiling") or {})), repaint=RepaintConfig(**repaint),
+                   execution=Execution(**(config.get("execution") or {})),
                    **{k: (tuple(map(tuple, v)) if k == "bins" else tuple(v) if k == "methods" else v)
                       for k, v in ev.items()})
 
@@ -134,7 +138,8 @@ def score_all(jobs: list[tuple], workers: int | None, progress: bool) -> list[tu
 
 def settings_record(settings: EvaluationSettings) -> dict[str, Any]:
     """The settings as evaluation.json records them (JSON types)."""
-    record = {**asdict(settings), "tiling": asdict(settings.tiling), "repaint": asdict(settings.repaint)}
+    record = {**asdict(settings), "tiling": asdict(settings.tiling), "repaint": asdict(settings.repaint),
+              "execution": asdict(settings.execution)}
     return json.loads(json.dumps(record, default=str))
 
 
@@ -231,7 +236,7 @@ def evaluate(settings: EvaluationSettings, out_dir: Path, progress: bool = True)
     if DDPM in settings.methods:
         ddpm, ddpm_timing = repair_patches(list(originals), [h for _, h in holes], px, settings.model,
                                            settings.tiling, settings.repaint, out_dir / "work",
-                                           settings.batch_size, progress)
+                                           settings.batch_size, progress, settings.execution)
         repaired[DDPM] = np.stack([r.image for r in ddpm])
         ddpm_seconds = sum(ddpm_timing[k] for k in ("plan_s", "sample_s", "repaint_other_s", "blend_s")) / n
         shutil.rmtree(out_dir / "work")

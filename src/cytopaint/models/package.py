@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ import jsonschema
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..diffusion.execution import Execution, Model
 from ..diffusion.gaussian import DiffusionConfig, GaussianDiffusion
 from ..diffusion.unet import UNet, UNetConfig
 from .normalization import Normalization
@@ -39,12 +40,23 @@ class ModelPackageError(ValueError):
 
 @dataclass
 class PackagedModel:
-    """A loaded model: card, network (eval mode) and diffusion process."""
+    """A loaded model: card, network (eval mode) and diffusion process; ``forward`` is the network as the
+    sampler calls it (`run_as`)."""
 
     path: Path
     card: dict[str, Any]
     network: UNet
     diffusion_config: DiffusionConfig
+    execution: Execution = field(default_factory=Execution)
+    forward: Model | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.forward is None:
+            self.forward = self.network
+
+    def run_as(self, execution: Execution) -> PackagedModel:
+        """This model with its network run as ``execution`` says (channels-last, compiled)."""
+        return replace(self, execution=execution, forward=execution.prepare(self.network))
 
     @property
     def pixel_size_um(self) -> float:

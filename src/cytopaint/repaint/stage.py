@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from cytopaint.diffusion.execution import Execution
 from cytopaint.diffusion.sampling import SamplerSettings
 from cytopaint.io.batchfile import read_tiles_meeting, write_batch
 from cytopaint.models import package as modelpkg
@@ -49,7 +50,8 @@ def pick_device(device: str) -> torch.device:
 
 
 def run_batch(section: Section, plan: pd.DataFrame, batch: int, earlier_batch_files: list[Path], model_ref: str,
-              config: RepaintConfig, out_path: Path, progress: bool = True) -> dict[str, Any]:
+              config: RepaintConfig, out_path: Path, progress: bool = True,
+              execution: Execution = Execution()) -> dict[str, Any]:
     """Repaint the tiles of one batch and write its result file.
 
     Parameters
@@ -67,18 +69,21 @@ def run_batch(section: Section, plan: pd.DataFrame, batch: int, earlier_batch_fi
         The packaged model (or ``demo``) and the ``repaint`` block of the config.
     out_path
         The batch result file to write.
+    execution
+        How the network runs (the config's ``execution`` block: channels-last, compiled).
 
     Returns
     -------
     dict
-        The batch metadata written with the result: model, sampler, NFE per tile, device and job record.
+        The batch metadata written with the result: model, sampler, NFE per tile, execution, device and
+        job record.
     """
     clock = JobClock()
     tiles = plan[plan["batch"] == batch]
     if tiles.empty:
         raise ValueError(f"batch {batch} is not in the plan of section {section.id}")
     device = pick_device(config.device)
-    model = modelpkg.load(model_ref, device=device)
+    model = modelpkg.load(model_ref, device=device).run_as(execution)
     norm = normalization_for(section.info.dtype, model.normalization, config.normalization)
     windows = [window_box(t) for t in tiles.itertuples(index=False)]
     earlier = [t for f in earlier_batch_files for t in read_tiles_meeting(f, windows)]  # only what gives context
@@ -94,7 +99,8 @@ def run_batch(section: Section, plan: pd.DataFrame, batch: int, earlier_batch_fi
     meta = {
         "section": section.id, "batch": int(batch), "wave": int(inputs[0].tile.wave),
         "model": {"path": os.fspath(model.path), "name": model.card["name"], "sha256": model.weights_sha256},
-        "sampler": asdict(config.sampler), "nfe_per_tile": nfe, **device_record(device),
+        "sampler": asdict(config.sampler), "nfe_per_tile": nfe, "execution": asdict(execution),
+        **device_record(device),
         **{k: v for k, v in job.items() if k != "seconds"},
         "sample_seconds": round(sample_seconds, 3), "wall_seconds": job["seconds"],
         "earlier_batches": [os.fspath(f) for f in earlier_batch_files],

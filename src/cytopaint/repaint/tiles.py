@@ -149,7 +149,7 @@ def _sample(model: PackagedModel, tiles: list[TileInputs], settings: SamplerSett
     x = torch.from_numpy(np.stack([t.known for t in tiles]))[:, None].to(device)
     m = torch.from_numpy(np.stack([t.unknown for t in tiles]))[:, None].to(device)
     seeds = [int(t.tile.seed) for t in tiles]
-    result = sample(model.network, model.diffusion(), x, m, make_generators(seeds, device), settings,
+    result = sample(model.forward, model.diffusion(), x, m, make_generators(seeds, device), settings,
                      progress=progress, description=description)
     return result.images[:, 0].float().cpu().numpy(), result.nfe
 
