@@ -345,11 +345,6 @@ def as_json(block: dict) -> str:
     return json.dumps(block, separators=(",", ":"), sort_keys=True)
 
 
-# how the network runs: read by the repaint jobs' shell command, not a param, so that changing it
-# (the same maths, up to float rounding) reruns nothing
-EXECUTION_JSON = as_json(config["execution"])
-
-
 def batch_fingerprint(wildcards) -> str:
     """What a batch's pixels depend on in the plan: a re-seeded tile repaints its batch, not its section."""
     return planned(wildcards.section)[wildcards.batch]["fingerprint"]

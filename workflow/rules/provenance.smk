@@ -19,10 +19,7 @@ rule manifest:
         CONDA_ENV
     params:
         plan_dir=lambda wildcards, input: str(Path(input.plan).parent),
-        # the settings the pixels depend on: the network's execution is in each repaint job's record
-        config=json.dumps(
-            {k: v for k, v in config.items() if k != "execution"}, sort_keys=True
-        ),
+        config=json.dumps(config, sort_keys=True),
     shell:
         "printf '%s' {params.config:q} | cytopaint manifest --sections {input.sections:q}"
         " --section {wildcards.section} --plan-dir {params.plan_dir:q} --batches {input.batches:q}"

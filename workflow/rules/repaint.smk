@@ -21,9 +21,11 @@ rule repaint:
         model=config["model"],
         plan_dir=lambda wildcards, input: str(Path(input.plan).parent),
         repaint=as_json(config["repaint"]),
+        # how the network runs: the same maths, so like gpu_batch it changes no pixel beyond rounding
+        execution=as_json(config["execution"]),
         tiles=batch_fingerprint,
     shell:
         "cytopaint repaint-batch --sections {input.sections:q} --section {wildcards.section}"
         " --plan-dir {params.plan_dir:q} --batch {wildcards.batch} --earlier {input.earlier:q}"
-        " --model {params.model:q} --repaint {params.repaint:q} --execution {EXECUTION_JSON:q}"
+        " --model {params.model:q} --repaint {params.repaint:q} --execution {params.execution:q}"
         " --out {output:q} 2> {log:q}"

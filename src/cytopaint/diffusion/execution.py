@@ -3,7 +3,7 @@
 Neither changes the maths: a network run channels-last or compiled computes the same function,
 up to the rounding of its float sums (on the CPU the outputs were bit-identical in
 `tests/test_execution.py`; on a GPU fused kernels may change the last bits, as another batch size
-does). So changing the execution reruns no repaint job; it is recorded in each batch's metadata.
+does). Each batch's metadata records the execution it ran with.
 
 - ``channels_last``: NHWC tensors (`torch.channels_last`), the layout tensor-core convolutions
   use natively; the weights are converted once, each input on the way in.
