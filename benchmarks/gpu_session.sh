@@ -24,7 +24,8 @@ log="$out/session.log"
     (time python3 -m cytopaint.cli synth --out /tmp/heldout --sections $(seq -f 'h%g' 0 39) --shape 1536 2048 \
         --pixel-size 2 --seed 200 --damage 0 --workers 16 --quiet) > "$out/synth.log" 2>&1 &
     synth=$!
-    echo "== GPU tests"; timeout 240 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py -s 2>&1 | tail -15
+    echo "== GPU tests"
+    timeout 240 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py -s 2>&1 | tail -15
     [ "${SKIP_BENCH:-0}" = 1 ] || {
         echo "== sampler timings"; timeout 90 python3 benchmarks/bench_gpu_sampler.py 2>&1
         echo "== cytopaint bench: PAPER_1024 at the planner's window shapes, the demo model; paper's sampler, ours"

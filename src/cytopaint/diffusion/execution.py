@@ -1,9 +1,8 @@
 """How the U-Net is run on its device: memory format and compilation (the ``execution`` config block).
 
 Neither changes the maths: a network run channels-last or compiled computes the same function,
-up to the rounding of its float sums (on the CPU the outputs were bit-identical in
-`tests/test_execution.py`; on a GPU fused kernels may change the last bits, as another batch size
-does). Each batch's metadata records the execution it ran with.
+up to the rounding of its float sums (on this repository's CPU the demo network's outputs were
+bit-identical; on a GPU fused kernels may change the last bits, as another batch size does). Each batch's metadata records the execution it ran with.
 
 - ``channels_last``: NHWC tensors (`torch.channels_last`), the layout tensor-core convolutions
   use natively; the weights are converted once, each input on the way in.

@@ -10,9 +10,10 @@ seconds per tile, tiles per second, the achieved TFLOP/s (forward FLOPs counted 
 setting (the first one). Each execution of the network (`cytopaint.diffusion.execution`: eager,
 channels-last, compiled) runs every setting, after one warm-up evaluation (compilation, kernel
 selection) that is reported apart; channels-last on a copy of the network. ``timed_nfe`` stops
-each run after that many evaluations and extrapolates its seconds per tile from them (said so in the ``timing`` column): the paper's setting on a
-1024 px network takes minutes per batch. The batch is evaluated at once, as on a GPU; the
-workflow's CPU jobs evaluate tiles one at a time (for bit-identical tiles), about 1.4x slower.
+each run after that many evaluations and extrapolates its seconds per tile from them (said so in
+the ``timing`` column): the paper's setting on a 1024 px network takes minutes per batch. The
+batch is evaluated at once, as on a GPU; the workflow's CPU jobs evaluate tiles one at a time
+(for bit-identical tiles), about 1.4x slower.
 """
 
 from __future__ import annotations
