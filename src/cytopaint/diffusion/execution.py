@@ -2,7 +2,8 @@
 
 Neither changes the maths: a network run channels-last or compiled computes the same function,
 up to the rounding of its float sums (on this repository's CPU the demo network's outputs were
-bit-identical; on a GPU fused kernels may change the last bits, as another batch size does). Each batch's metadata records the execution it ran with.
+bit-identical; on a GPU fused kernels may change the last bits, as another batch size does).
+Each batch's metadata records the execution it ran with.
 
 - ``channels_last``: NHWC tensors (`torch.channels_last`), the layout tensor-core convolutions
   use natively; the weights are converted once, each input on the way in.
