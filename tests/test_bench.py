@@ -6,15 +6,22 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from conftest import TINY
 
 from cytopaint.cli import main
 from cytopaint.diffusion.sampling import expected_nfe
 
 
-def test_bench_prints_and_writes_every_setting_beside_the_reference(tmp_path: Path, capsys) -> None:
-    cfg = tmp_path / "tiny.json"
-    cfg.write_text(json.dumps(TINY.to_dict()))
+@pytest.fixture
+def cfg(tmp_path: Path) -> Path:
+    """The tiny U-Net config as a JSON file, a network `cytopaint bench` takes with random weights."""
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(TINY.to_dict()))
+    return path
+
+
+def test_bench_prints_and_writes_every_setting_beside_the_reference(tmp_path: Path, cfg: Path, capsys) -> None:
     assert main(["bench", str(cfg), "--sampler", "ref=20:5:3", "--sampler", "fast=5:1:1", "--batch", "2",
                  "--device", "cpu", "--out", str(tmp_path / "b")]) == 0
     printed = capsys.readouterr().out
@@ -34,9 +41,7 @@ def test_bench_prints_and_writes_every_setting_beside_the_reference(tmp_path: Pa
     assert timed["timing"].iat[0] == f"first 4 of {expected_nfe(20, 5, 3)} NFE, extrapolated"
 
 
-def test_bench_times_the_planners_small_and_oblong_windows(tmp_path: Path, capsys) -> None:
-    cfg = tmp_path / "tiny.json"
-    cfg.write_text(json.dumps(TINY.to_dict()))
+def test_bench_times_the_planners_small_and_oblong_windows(tmp_path: Path, cfg: Path, capsys) -> None:
     assert main(["bench", str(cfg), "--sampler", "ref=10:1:1", "--sampler", "fast=5:1:1", "--shape", "16x16",
                  "--shape", "8x16", "--batch", "2", "--device", "cpu", "--out", str(tmp_path / "b")]) == 0
     assert "8x16" in capsys.readouterr().out
@@ -52,9 +57,7 @@ def test_bench_times_the_planners_small_and_oblong_windows(tmp_path: Path, capsy
     assert "expected HxW" in capsys.readouterr().err
 
 
-def test_bench_runs_each_execution_of_the_network_side_by_side(tmp_path: Path, capsys) -> None:
-    cfg = tmp_path / "tiny.json"
-    cfg.write_text(json.dumps(TINY.to_dict()))
+def test_bench_runs_each_execution_of_the_network_side_by_side(tmp_path: Path, cfg: Path, capsys) -> None:
     assert main(["bench", str(cfg), "--sampler", "ref=10:1:1", "--sampler", "fast=5:1:1", "--execution", "eager",
                  "--execution", "channels-last", "--batch", "2", "--device", "cpu", "--out", str(tmp_path / "b")]) == 0
     assert "channels-last" in capsys.readouterr().out

@@ -47,7 +47,6 @@ class PackagedModel:
     card: dict[str, Any]
     network: UNet
     diffusion_config: DiffusionConfig
-    execution: Execution = field(default_factory=Execution)
     forward: Model | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -56,7 +55,7 @@ class PackagedModel:
 
     def run_as(self, execution: Execution) -> PackagedModel:
         """This model with its network run as ``execution`` says (channels-last, compiled)."""
-        return replace(self, execution=execution, forward=execution.prepare(self.network))
+        return replace(self, forward=execution.prepare(self.network))
 
     @property
     def pixel_size_um(self) -> float:
