@@ -237,3 +237,13 @@ def test_gpu_jobs_sized_by_run_time_get_the_samplers_nfe_and_a_half_setting_is_r
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     out = _run(tmp_path, "-n")
     assert out.returncode != 0 and "config: tiling.job_minutes and tiling.seconds_per_nfe go together" in out.stdout
+
+
+def test_gpu_batch_auto_is_a_valid_setting_and_another_word_is_refused(tmp_path: Path) -> None:
+    write_stack(tmp_path, sections=("s0",))
+    config = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    for value, ok in (("auto", True), ("many", False)):
+        config["repaint"]["gpu_batch"] = value
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+        out = _run(tmp_path, "-n")
+        assert (out.returncode == 0) == ok and (ok or "gpu_batch" in out.stdout + out.stderr), out.stderr[-3000:]

@@ -69,6 +69,21 @@ def test_a_channels_last_or_compiled_network_samples_what_the_eager_one_does_on_
     assert diff.mean() < 0.05  # fused kernels under bf16 move the last bits; another seed gives ~0.5
 
 
+def test_gpu_batch_auto_predicts_the_peak_of_a_larger_batch() -> None:
+    """The line through the peaks of batches 1 and 2 predicts a batch of 32 (what ``gpu_batch: auto`` relies on)."""
+    from cytopaint.repaint.memory import _peak_bytes, fit_tiles_per_call
+
+    model = modelpkg.load("demo", device=CUDA)
+    shape, channels = (model.tile_size, model.tile_size), model.network.config.in_channels
+    fit = fit_tiles_per_call(model.network, shape, channels, CUDA, tiles=10**6)
+    p1, p2, p32 = (_peak_bytes(model.network, b, shape, channels, CUDA) for b in (1, 2, 32))
+    predicted = p1 + 31 * (p2 - p1)
+    print(f"gpu_batch auto on {torch.cuda.get_device_name()}: {fit.per_tile_mib:.1f} MiB per tile, "
+          f"{fit.free_mib:.0f} MiB free, {fit.tiles_per_call} tiles per call; batch 32 peak {p32 / 2**20:.0f} MiB, "
+          f"predicted {predicted / 2**20:.0f}")
+    assert fit.tiles_per_call > 32 and 0.5 < p32 / predicted < 2
+
+
 def test_training_step_on_gpu_reduces_the_loss() -> None:
     from cytopaint.diffusion.unet import TINY_64, UNet
 

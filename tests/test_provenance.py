@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_qc_report import build_section, repaint_all, run_qc
+from test_qc_report import FAST, build_section, repaint_all, run_qc
 
 from cytopaint.models import package as modelpkg
 
@@ -68,6 +68,7 @@ def test_the_manifest_records_the_run(section: dict) -> None:
     steps = [j["step"] for j in m["jobs"]]
     assert steps == ["repaint"] * len(section["batches"]) + ["blend", "qc", "manifest"]
     assert all(j["device"] == "cpu" and j["started"] and j["host"] for j in m["jobs"] if j["step"] == "repaint")
+    assert {j["tiles_per_call"] for j in m["jobs"] if j["step"] == "repaint"} == {FAST.gpu_batch}
     # CPU results depend on torch's thread count: each batch records the count it was sampled at
     assert all(j["threads"] == torch.get_num_threads() for j in m["jobs"] if j["step"] == "repaint")
     assert m["plan"]["margin_px"] == 2 and m["qc"]["report"].endswith("qc/report.html")

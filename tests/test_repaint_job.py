@@ -87,13 +87,19 @@ def test_plan_and_batches_repair_exactly_the_dilated_mask(section: Path, model: 
 
 def test_tile_results_do_not_depend_on_batching_and_reruns_are_identical(section: Path, model: str,
                                                                         tmp_path: Path) -> None:
-    runs = (("a", 8, FAST), ("b", 1, FAST), ("c", 1, FAST), ("d", 8, replace(FAST, gpu_batch=1)))
+    runs = (("a", 8, FAST), ("b", 1, FAST), ("c", 1, FAST), ("d", 8, replace(FAST, gpu_batch=1)),
+            ("e", 8, replace(FAST, gpu_batch="auto")))
     for name, max_batch, _ in runs:
         plan_section(Section("s", str(section), f"{section}#labels/artifacts"), model,
                      TilingConfig(margin_um=2, max_batch=max_batch), None, tmp_path / name / "plan")
-    outs = [_compose(section, _run_all(section, model, tmp_path / n / "plan", tmp_path / n / "b", cfg))[0]
-            for n, _, cfg in runs]
+    files = [_run_all(section, model, tmp_path / n / "plan", tmp_path / n / "b", cfg) for n, _, cfg in runs]
+    outs = [_compose(section, f)[0] for f in files]
     assert all(np.array_equal(outs[0], o) for o in outs[1:])  # also when a job samples its tiles one by one
+    for f, expected in ((files[3], lambda n: 1), (files[4], lambda n: n)):  # auto on the CPU: one call per job
+        for path in f.values():
+            tiles, meta = read_batch(path)
+            assert meta["gpu_batch"]["tiles_per_call"] == expected(len(tiles))
+    assert read_batch(next(iter(files[4].values())))[1]["gpu_batch"]["setting"] == "auto"
 
 
 @pytest.mark.parametrize("spec", ["channels-last", pytest.param("channels-last+compile", marks=pytest.mark.skipif(
@@ -175,8 +181,9 @@ def test_gpu_jobs_are_sized_by_expected_run_time(section: Path, model: str, tmp_
         cfg.tiles_per_batch(None)
     with pytest.raises(ValueError, match="go together"):
         TilingConfig(job_minutes=40)
-    with pytest.raises(ValueError, match="gpu_batch must be >= 1"):
-        replace(FAST, gpu_batch=0)
+    for wrong in (0, "many", True, 2.0):
+        with pytest.raises(ValueError, match="gpu_batch must be >= 1 or 'auto'"):
+            replace(FAST, gpu_batch=wrong)
 
 
 def test_another_global_seed_changes_the_result(section: Path, model: str, tmp_path: Path) -> None:

@@ -14,8 +14,8 @@ A manifest says what went in, what ran and what came out, validated against
   tissue); ``qc``: the report, the metrics and the flag counts; ``review``: the review table read;
 - ``code``: package version, git commit and dirty flag; ``jobs``: per job (plan is not a job
   record of its own) its step, device, GPU, Python, torch and CUDA versions, host, SLURM job id,
-  start, end and seconds; a repaint job also its sampling seconds and the network's execution
-  (channels-last, compile mode).
+  start, end and seconds; a repaint job also its sampling seconds, the network's execution
+  (channels-last, compile mode) and its tiles per sampler call.
 
 Two runs on the same inputs give manifests that differ only in `VOLATILE_JOB_KEYS` and
 ``created``: `stable_view` drops exactly those. `plan_from_manifest` rebuilds the tile plan, seeds
@@ -158,7 +158,8 @@ def build_manifest(section: Section, *, sections_table: Path, plan_dir: Path, ba
     manifest_job = clock.record()
     blend_job = {**receipt, "seconds": receipt.get("durations_s", {}).get("total")}
     jobs = [_job("repaint", {**m, "seconds": m.get("wall_seconds")}, batch=b, sample_seconds=m.get("sample_seconds"),
-                 execution=m.get("execution"))  # null: sampled before the execution was recorded
+                 execution=m.get("execution"),  # null: sampled before the execution was recorded
+                 tiles_per_call=(m.get("gpu_batch") or {}).get("tiles_per_call"))
             for b, m in sorted(metas.items())]
     jobs += [_job("blend", blend_job), _job("qc", qc.get("job", {})), _job("manifest", manifest_job)]
     manifest = {

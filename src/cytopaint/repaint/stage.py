@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 import torch
@@ -20,7 +20,8 @@ from cytopaint.plan.ownership import Owners, window_box
 from cytopaint.plan.section import Section
 from cytopaint.runtime import JobClock, device_record
 
-from .tiles import finish_tiles, prepare_tiles, sample_tiles
+from .memory import Fit, fit_tiles_per_call
+from .tiles import TileInputs, finish_tiles, prepare_tiles, sample_tiles
 
 
 @dataclass(frozen=True)
@@ -29,13 +30,14 @@ class RepaintConfig(SamplerSettings):
     and where and how the job runs."""
 
     device: str = "auto"
-    gpu_batch: int = 8
+    gpu_batch: int | Literal["auto"] = 8
     normalization: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.gpu_batch < 1:
-            raise ValueError(f"repaint.gpu_batch must be >= 1, got {self.gpu_batch}")
+        if self.gpu_batch != "auto" and (isinstance(self.gpu_batch, bool) or not isinstance(self.gpu_batch, int)
+                                         or self.gpu_batch < 1):
+            raise ValueError(f"repaint.gpu_batch must be >= 1 or 'auto', got {self.gpu_batch!r}")
 
     @property
     def sampler(self) -> SamplerSettings:
@@ -89,8 +91,10 @@ def run_batch(section: Section, plan: pd.DataFrame, batch: int, earlier_batch_fi
     earlier = [t for f in earlier_batch_files for t in read_tiles_meeting(f, windows)]  # only what gives context
     inputs = prepare_tiles(section, Owners(plan), tiles, earlier, model.sides, norm)
     sampling = JobClock()
-    groups = range(0, len(inputs), config.gpu_batch)  # sampler calls; each tile has its own seed
-    parts = [sample_tiles(model, inputs[i:i + config.gpu_batch], config.sampler, device, progress,
+    fit = tiles_per_call(config.gpu_batch, model, inputs, device)
+    size = fit.tiles_per_call
+    groups = range(0, len(inputs), size)  # sampler calls; each tile has its own seed
+    parts = [sample_tiles(model, inputs[i:i + size], config.sampler, device, progress,
                           f"{section.id} batch {batch}" + (f" ({k + 1}/{len(groups)})" if len(groups) > 1 else ""))
              for k, i in enumerate(groups)]
     generated, nfe = [g for gs, _ in parts for g in gs], parts[0][1]
@@ -100,6 +104,7 @@ def run_batch(section: Section, plan: pd.DataFrame, batch: int, earlier_batch_fi
         "section": section.id, "batch": int(batch), "wave": int(inputs[0].tile.wave),
         "model": {"path": os.fspath(model.path), "name": model.card["name"], "sha256": model.weights_sha256},
         "sampler": asdict(config.sampler), "nfe_per_tile": nfe, "execution": asdict(execution),
+        "gpu_batch": {"setting": config.gpu_batch, **fit.as_dict()},
         **device_record(device),
         **{k: v for k, v in job.items() if k != "seconds"},
         "sample_seconds": round(sample_seconds, 3), "wall_seconds": job["seconds"],
@@ -107,3 +112,13 @@ def run_batch(section: Section, plan: pd.DataFrame, batch: int, earlier_batch_fi
     }
     write_batch(out_path, finish_tiles(inputs, generated, norm, nfe), meta)
     return meta
+
+
+def tiles_per_call(gpu_batch: int | Literal["auto"], model: modelpkg.PackagedModel, inputs: list[TileInputs],
+                   device: torch.device) -> Fit:
+    """The job's sampler call size: ``gpu_batch`` tiles, or with ``auto`` as many as the free GPU memory holds
+    at the job's largest tile shape (`cytopaint.repaint.memory`; probed on the eager network)."""
+    if gpu_batch != "auto":
+        return Fit(gpu_batch)
+    shape = max((t.known.shape[-2:] for t in inputs), key=lambda hw: hw[0] * hw[1])
+    return fit_tiles_per_call(model.network, shape, model.network.config.in_channels, device, len(inputs))
