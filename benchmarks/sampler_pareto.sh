@@ -24,6 +24,7 @@ SAMPLERS=(
   --sampler repaint-25-j5r2=25:5:2
   --sampler repaint-100=100:1:1
   --sampler ddnm-50=50:1:1,method=ddnm
+  --sampler ddnm-50-j5r2-late=50:5:2,method=ddnm,resample_start=0.5
   --sampler ddnm-25-j5r2-late=25:5:2,method=ddnm,resample_start=0.5
   --sampler diffpir-20=20:1:1,method=diffpir,zeta=1
   --sampler diffpir-50-z05=50:1:1,method=diffpir,zeta=0.5

@@ -20,6 +20,7 @@ from cytopaint.diffusion.execution import Execution
 from cytopaint.diffusion.gaussian import DiffusionConfig
 from cytopaint.plan.stage import TilingConfig, plan_section, read_plan_dir
 from cytopaint.plan.ownership import batch_dependencies
+from cytopaint.repaint.memory import CPU_TILES_PER_CALL
 from cytopaint.repaint.stage import RepaintConfig, run_batch
 from cytopaint.plan.section import Section
 
@@ -95,10 +96,10 @@ def test_tile_results_do_not_depend_on_batching_and_reruns_are_identical(section
     files = [_run_all(section, model, tmp_path / n / "plan", tmp_path / n / "b", cfg) for n, _, cfg in runs]
     outs = [_compose(section, f)[0] for f in files]
     assert all(np.array_equal(outs[0], o) for o in outs[1:])  # also when a job samples its tiles one by one
-    for f, expected in ((files[3], lambda n: 1), (files[4], lambda n: n)):  # auto on the CPU: one call per job
+    for f, most in ((files[0], 8), (files[3], 1), (files[4], CPU_TILES_PER_CALL)):  # auto on the CPU: a fixed size
         for path in f.values():
             tiles, meta = read_batch(path)
-            assert meta["gpu_batch"]["tiles_per_call"] == expected(len(tiles))
+            assert meta["gpu_batch"]["tiles_per_call"] == min(most, len(tiles))
     assert read_batch(next(iter(files[4].values())))[1]["gpu_batch"]["setting"] == "auto"
 
 

@@ -16,6 +16,7 @@ import torch
 from cytopaint.diffusion.sampling import Model, autocast_for
 
 FREE_SHARE = 0.8  # of the free memory, for the sampler's own tensors and the allocator's fragmentation
+CPU_TILES_PER_CALL = 8  # the CPU sampler evaluates tiles one at a time: a larger call gains nothing, holds more
 
 
 @dataclass(frozen=True)
@@ -54,10 +55,10 @@ def _peak_bytes(network: Model, batch: int, shape: tuple[int, int], channels: in
 
 def fit_tiles_per_call(network: Model, shape: tuple[int, int], channels: int, device: torch.device,
                        tiles: int) -> Fit:
-    """Tiles of ``shape`` per sampler call on ``device``, at most ``tiles`` (the job's): measured on a GPU;
-    elsewhere all of them (the sampler evaluates a CPU batch one tile at a time, so memory does not grow)."""
+    """Tiles of ``shape`` per sampler call on ``device``, at most ``tiles`` (the job's): measured on a GPU,
+    `CPU_TILES_PER_CALL` elsewhere."""
     if device.type != "cuda":
-        return Fit(tiles)
+        return Fit(min(tiles, CPU_TILES_PER_CALL))
     peaks = [_peak_bytes(network, b, shape, channels, device) for b in (1, 2)]
     torch.cuda.empty_cache()
     free, _ = torch.cuda.mem_get_info(device)

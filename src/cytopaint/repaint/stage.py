@@ -119,6 +119,6 @@ def tiles_per_call(gpu_batch: int | Literal["auto"], model: modelpkg.PackagedMod
     """The job's sampler call size: ``gpu_batch`` tiles, or with ``auto`` as many as the free GPU memory holds
     at the job's largest tile shape (`cytopaint.repaint.memory`; probed on the eager network)."""
     if gpu_batch != "auto":
-        return Fit(gpu_batch)
+        return Fit(min(gpu_batch, len(inputs)))
     shape = max((t.known.shape[-2:] for t in inputs), key=lambda hw: hw[0] * hw[1])
     return fit_tiles_per_call(model.network, shape, model.network.config.in_channels, device, len(inputs))
