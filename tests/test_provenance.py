@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
-from collections import Counter
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
