@@ -275,7 +275,9 @@ def test_pareto_compares_sampler_settings_on_the_same_patches(tmp_path: Path, st
         assert (tmp_path / "p" / name).stat().st_size > 0
     text = (tmp_path / "p" / "pareto.md").read_text()
     assert "| ref | repaint |" in text and "too weak" in text  # the tiny classifier's 25% accuracy is said
-    assert "only 2 patches per bin" in text
+    assert "only 2 patches per bin" in text and "## Patch by patch against the reference" in text
+    assert {"paired_density_abs_points", "paired_size_points_se"} <= set(table.columns)
+    assert table["paired_density_abs_points"].iat[0] == 0  # the reference against itself
     with pytest.raises(ValueError, match="folder"):
         run_pareto(settings, {"../x": SamplerSettings(1, 1, 2)}, tmp_path / "q", progress=False)
 
@@ -287,6 +289,26 @@ def test_pareto_compares_sampler_settings_on_the_same_patches(tmp_path: Path, st
     assert again["nfe"].iat[1] == 6
     measured = [c for c in table.columns if c != "pareto"]  # the front may move with the changed setting
     pd.testing.assert_frame_equal(again.drop(index=1)[measured], table.drop(index=1)[measured])
+
+
+def test_paired_differences_are_taken_patch_by_patch_over_the_patches_both_measured() -> None:
+    from cytopaint.evaluation.pareto import _pm, paired
+
+    def patches(density: list[float], size: list[float]) -> pd.DataFrame:
+        return pd.DataFrame({"patch": ["p0", "p1", "p2", "p3"], "method": "ddpm", "density_rel_error": density,
+                             "size_rel_error": size})
+
+    ref = patches([-0.2, 0.1, -0.3, 0.0], [0.1, np.nan, 0.2, -0.1])
+    other = patches([-0.1, -0.1, -0.2, 0.1], [0.1, 0.3, np.nan, -0.3]).iloc[::-1]  # order does not matter
+    t = paired({"ref": ref, "other": other}).set_index("setting")
+    assert t.loc["ref", "paired_density_abs_points"] == 0 and t.loc["ref", "paired_density_abs_points_se"] == 0
+    # |e| differences -10, 0, -10, +10 points; signed +10, -20, +10, +10
+    assert t.loc["other", "paired_density_abs_points"] == pytest.approx(-2.5)
+    assert t.loc["other", "paired_density_abs_points_se"] == pytest.approx(np.std([-10, 0, -10, 10], ddof=1) / 2)
+    assert t.loc["other", "paired_density_points"] == pytest.approx(2.5)
+    # size: only p0 and p3 are measured by both (|e| 0 and +20 points)
+    assert t.loc["other", "paired_size_patches"] == 2 and t.loc["other", "paired_size_abs_points"] == pytest.approx(10)
+    assert _pm(-2.5, 1.0) == "-2.5 ± 1.0 *" and _pm(-2.5, 1.5) == "-2.5 ± 1.5" and _pm(np.nan, 1.0) == "–"
 
 
 def test_compare_marks_the_front_and_the_verdict() -> None:

@@ -9,6 +9,9 @@ the pooled biases, the classifier's top-1 / top-2 agreement and FCD (when a clas
 their differences to the reference in percentage points, whether the setting is on the Pareto
 front (no other setting has at most its NFE and errors, and less of one), and whether it meets
 the reference's fidelity at >= 10x fewer NFE (errors within 1 point, agreement within 2).
+Medians of a few dozen patches move by points from one patch, so each setting is also compared
+with the reference patch by patch (`paired`): the mean difference of |e| and of e over the patches
+both repaired, with its standard error, which says whether a difference is more than the noise.
 """
 
 from __future__ import annotations
@@ -61,6 +64,28 @@ def setting_row(name: str, sampler: SamplerSettings, run: dict[str, Any], per_pa
             "fcd": float(fcd_of.get(DDPM, math.nan)), "fcd_reference": float(fcd_of.get("originals", math.nan))}
 
 
+def paired(per_patch: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Each setting against the first, patch by patch: for cell density and size, the mean difference of |e|
+    (``paired_{kind}_abs_points``, negative: closer to the originals) and of the signed e
+    (``paired_{kind}_points``), in percentage points, with their standard errors (``..._se``) over the
+    ``paired_{kind}_patches`` patches that both evaluations measured."""
+    frames = {name: p[p["method"] == DDPM].set_index("patch") for name, p in per_patch.items()}
+    ref = next(iter(frames.values()))
+    rows = []
+    for name, df in frames.items():
+        row: dict[str, Any] = {"setting": name}
+        for kind in ("density", "size"):
+            a, b = ref[f"{kind}_rel_error"], df[f"{kind}_rel_error"].reindex(ref.index)
+            both = a.notna() & b.notna()
+            a, b = a[both], b[both]
+            row[f"paired_{kind}_patches"] = int(both.sum())
+            for label, d in (("abs_points", b.abs() - a.abs()), ("points", b - a)):
+                row[f"paired_{kind}_{label}"] = 100.0 * d.mean() if len(d) else math.nan
+                row[f"paired_{kind}_{label}_se"] = 100.0 * d.std(ddof=1) / math.sqrt(len(d)) if len(d) > 1 else math.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def compare(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """The settings' table with differences to the first (the reference), the front and the verdict."""
     table = pd.DataFrame(rows)
@@ -99,7 +124,7 @@ def run_pareto(settings: EvaluationSettings, samplers: dict[str, SamplerSettings
     if not samplers:
         raise ValueError("no sampler settings to compare")
     out_dir = Path(out_dir)
-    rows, runs = [], {}
+    rows, runs, per_patch = [], {}, {}
     for name, sampler in samplers.items():
         if not name or "/" in name or name.startswith("."):
             raise ValueError(f"setting name {name!r} cannot name a folder")
@@ -107,9 +132,9 @@ def run_pareto(settings: EvaluationSettings, samplers: dict[str, SamplerSettings
                       repaint=replace(settings.repaint, **asdict(sampler)))
         run = _finished(one, out_dir / name) or evaluate(one, out_dir / name, progress)
         runs[name] = run
-        rows.append(setting_row(name, sampler, run, pd.read_csv(out_dir / name / "patches.tsv", sep="\t"),
-                                pd.read_csv(out_dir / name / "fcd.tsv", sep="\t")))
-    table = compare(rows)
+        per_patch[name] = pd.read_csv(out_dir / name / "patches.tsv", sep="\t")
+        rows.append(setting_row(name, sampler, run, per_patch[name], pd.read_csv(out_dir / name / "fcd.tsv", sep="\t")))
+    table = compare(rows).merge(paired(per_patch), on="setting", how="left", validate="one_to_one")
     first = runs[next(iter(runs))]
     context = {"patches": first["patches"], "patch_px": first["patch_px"], "sections": len(first["sections"]),
                "device": first["device"], "gpu": first["gpu"], "code_version": first["code_version"],
@@ -163,8 +188,29 @@ def markdown(table: pd.DataFrame, context: dict[str, Any]) -> str:
             f"{_pts(r.d_size_abs_error_points)} | {_pct(r.density_bias)} | {_pct(r.size_bias)} | {_pct(r.top1)} | "
             f"{_pct(r.top2)} | {'–' if math.isnan(r.fcd) else f'{r.fcd:.3g}'} | {'yes' if r.pareto else ''} | "
             f"{'yes' if r.meets_reference else ''} |")
+    lines += ["", "## Patch by patch against the reference", "",
+              "Mean difference to the reference over the patches both measured, in percentage points ± its "
+              "standard error: of |e| (negative: closer to the originals) and of the signed e (negative: fewer or "
+              "smaller cells). * marks a difference beyond two standard errors; one within them is not told apart "
+              "from the noise of these patches.", "",
+              "| setting | NFE | density \\|e\\| | size \\|e\\| | density e | size e | patches (density, size) |",
+              "|---|---|---|---|---|---|---|"]
+    for r in table.iloc[1:].itertuples():
+        lines.append(f"| {r.setting} | {r.nfe} | {_pm(r.paired_density_abs_points, r.paired_density_abs_points_se)} | "
+                     f"{_pm(r.paired_size_abs_points, r.paired_size_abs_points_se)} | "
+                     f"{_pm(r.paired_density_points, r.paired_density_points_se)} | "
+                     f"{_pm(r.paired_size_points, r.paired_size_points_se)} | "
+                     f"{r.paired_density_patches}, {r.paired_size_patches} |")
     lines += ["", "![NFE vs error](pareto.png)", ""]
     return "\n".join(lines)
+
+
+def _pm(mean: float, se: float) -> str:
+    """``mean ± se`` in points, with a star where |mean| exceeds two standard errors."""
+    if math.isnan(mean):
+        return "–"
+    star = " *" if not math.isnan(se) and abs(mean) > 2 * se else ""
+    return f"{mean:+.1f} ± {se:.1f}{star}"
 
 
 def plot(table: pd.DataFrame, path: Path) -> None:
