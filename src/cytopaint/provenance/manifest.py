@@ -45,7 +45,9 @@ from cytopaint.plan.table import PLAN_COLUMNS, validate_plan
 from cytopaint.runtime import JobClock, code_version
 
 FORMAT = "cytopaint-manifest/1"
-VOLATILE_JOB_KEYS = ("host", "slurm_job_id", "started", "ended", "seconds", "sample_seconds")
+#: What may differ between two runs on the same inputs (``tiles_per_call``: with ``gpu_batch: auto`` the
+#: GPU memory free at the time decides it).
+VOLATILE_JOB_KEYS = ("host", "slurm_job_id", "started", "ended", "seconds", "sample_seconds", "tiles_per_call")
 
 
 def manifest_schema() -> dict[str, Any]:
