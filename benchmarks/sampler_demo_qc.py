@@ -37,10 +37,11 @@ def qc_row(results: Path, settings: QCSettings) -> dict[str, object]:
     section's pooled cells."""
     nfe = {t["nfe"] for p in results.glob("sections/*/manifest.json") for t in json.loads(p.read_text())["tiles"]
            if t["nfe"] is not None}
-    frames = {p.parents[1].name: pd.read_csv(p, sep="\t") for p in sorted(results.glob("sections/*/qc/metrics.tsv"))}
+    frames = {p.parents[1].name: pd.read_csv(p, sep="\t").query("repaired_px > 0")
+              for p in sorted(results.glob("sections/*/qc/metrics.tsv"))}
     if not frames:
         raise FileNotFoundError(f"no sections/*/qc/metrics.tsv under {results}")
-    m = pd.concat([f[f["repaired_px"] > 0] for f in frames.values()], ignore_index=True)
+    m = pd.concat(frames.values(), ignore_index=True)
     flags = m["flags"].fillna("")
     reasons = Counter(c for f in flags for c in f.split(";") if c)
     row: dict[str, object] = {
@@ -48,7 +49,7 @@ def qc_row(results: Path, settings: QCSettings) -> dict[str, object]:
         "by_reason": ";".join(f"{k}:{v}" for k, v in sorted(reasons.items())),
         **{f"median_{k}": round(float(m[k].median()), 3) for k in ("seam", "texture", "intensity_sd_rel")}}
     for section, f in frames.items():
-        p = pooled_cells(f[f["repaired_px"] > 0])
+        p = pooled_cells(f)
         row[f"{section}_cells_rel"] = round(p["density_rel"], 3) if p["density_rel"] is not None else None
         row[f"{section}_flagged"] = bool(pooled_flags(p, settings.thresholds))
     return row
