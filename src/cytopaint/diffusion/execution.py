@@ -14,13 +14,12 @@ Each batch's metadata records the execution it ran with.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-Model = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+from .sampling import Model
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 _CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 

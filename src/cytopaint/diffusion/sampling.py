@@ -134,6 +134,14 @@ def autocast_for(device: torch.device) -> torch.autocast | nullcontext:
     return torch.autocast("cuda", dtype=dtype)
 
 
+def forward_once(model: Model, x: torch.Tensor) -> torch.Tensor:
+    """One network evaluation of ``x`` at the last step, as the sampler makes it: no gradients, the device's
+    autocast."""
+    t = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+    with torch.no_grad(), autocast_for(x.device):
+        return model(x, t)
+
+
 def make_generators(seeds: Sequence[int], device: torch.device | str = "cpu") -> list[torch.Generator]:
     """One generator per tile, seeded from the tile's seed."""
     gens = []

@@ -31,9 +31,9 @@ import pandas as pd
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from cytopaint.diffusion.execution import Execution, Model
+from cytopaint.diffusion.execution import Execution
 from cytopaint.diffusion.gaussian import DiffusionConfig, GaussianDiffusion
-from cytopaint.diffusion.sampling import SamplerSettings, autocast_for, make_generators, sample
+from cytopaint.diffusion.sampling import Model, SamplerSettings, forward_once, make_generators, sample
 from cytopaint.diffusion.unet import UNet, UNetConfig
 from cytopaint.io.atomic import atomic_path, write_text
 from cytopaint.models import package as modelpkg
@@ -164,10 +164,8 @@ def bench(name_or_path: str, settings: dict[str, SamplerSettings], *, batch: int
 
 def _warm_up(runner: Model, known: torch.Tensor, device: torch.device) -> float:
     """Seconds of one evaluation of the batch, as the sampler makes it (compiles a compiled network)."""
-    t = torch.zeros(known.shape[0], dtype=torch.long, device=device)
     start = time.perf_counter()
-    with torch.no_grad(), autocast_for(device):
-        runner(known, t)
+    forward_once(runner, known)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return time.perf_counter() - start

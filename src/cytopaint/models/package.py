@@ -24,8 +24,9 @@ import jsonschema
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..diffusion.execution import Execution, Model
+from ..diffusion.execution import Execution
 from ..diffusion.gaussian import DiffusionConfig, GaussianDiffusion
+from ..diffusion.sampling import Model
 from ..diffusion.unet import UNet, UNetConfig
 from .normalization import Normalization
 

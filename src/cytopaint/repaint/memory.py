@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from cytopaint.diffusion.sampling import Model, autocast_for
+from cytopaint.diffusion.sampling import Model, forward_once
 
 FREE_SHARE = 0.8  # of the free memory, for the sampler's own tensors and the allocator's fragmentation
 CPU_TILES_PER_CALL = 8  # the CPU sampler evaluates tiles one at a time: a larger call gains nothing, holds more
@@ -45,10 +45,7 @@ def _peak_bytes(network: Model, batch: int, shape: tuple[int, int], channels: in
     torch.cuda.synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
     start = torch.cuda.memory_allocated(device)
-    x = torch.zeros(batch, channels, *shape, device=device)
-    t = torch.zeros(batch, dtype=torch.long, device=device)
-    with torch.no_grad(), autocast_for(device):
-        network(x, t)
+    forward_once(network, torch.zeros(batch, channels, *shape, device=device))
     torch.cuda.synchronize(device)
     return torch.cuda.max_memory_allocated(device) - start
 
