@@ -54,21 +54,24 @@ class _Patch:
 
 
 def _write_patches(images: Sequence[np.ndarray], holes: Sequence[np.ndarray], pixel_size_um: float,
-                   work: Path) -> list[Section]:
+                   work: Path, names: Sequence[str]) -> list[Section]:
     sections = []
-    for i, (image, hole) in enumerate(zip(images, holes, strict=True)):
-        path = work / "patches" / f"p{i:04d}.ome.zarr"
+    for name, image, hole in zip(names, images, holes, strict=True):
+        path = work / "patches" / f"{name}.ome.zarr"
         writer.write_section(path, image, pixel_size_um=pixel_size_um, n_levels=1,
                              labels={"artifacts": hole.astype(np.uint8)}, chunks=image.shape)
-        sections.append(Section(f"p{i:04d}", os.fspath(path), f"{path}#labels/artifacts"))
+        sections.append(Section(name, os.fspath(path), f"{path}#labels/artifacts"))
     return sections
 
 
 def repair_patches(images: Sequence[np.ndarray], holes: Sequence[np.ndarray], pixel_size_um: float,
                    model_ref: str, tiling: TilingConfig, repaint: RepaintConfig, work: Path,
                    batch_size: int = 64, progress: bool = True,
-                   execution: Execution = Execution()) -> tuple[list[Repaired], dict[str, float]]:
+                   execution: Execution = Execution(),
+                   names: Sequence[str] | None = None) -> tuple[list[Repaired], dict[str, float]]:
     """Repair ``images`` (uint8) inside ``holes`` (bool) with the DDPM; ``work`` (emptied first) holds the stores and batches.
+
+    Each patch is a section named ``names[i]`` (default ``p0000``, ``p0001``, ...), which its tile seeds hash.
 
     Returns the repaired patches and timings (seconds: planning, sampling, the rest of repainting,
     blending; sampled tiles; network evaluations per tile).
@@ -79,7 +82,8 @@ def repair_patches(images: Sequence[np.ndarray], holes: Sequence[np.ndarray], pi
     model = modelpkg.load(model_ref, device=device).run_as(execution)
     t0 = time.perf_counter()
     patches = []
-    for section in _write_patches(images, holes, pixel_size_um, work):
+    names = list(names) if names is not None else [f"p{i:04d}" for i in range(len(images))]
+    for section in _write_patches(images, holes, pixel_size_um, work, names):
         plan_dir = work / "plans" / section.id
         plan_section(section, model_ref, tiling, repaint.normalization, plan_dir)
         plan, summary = read_plan_dir(plan_dir)

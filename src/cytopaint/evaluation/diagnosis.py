@@ -104,7 +104,8 @@ def diagnose(settings: EvaluationSettings, references: Mapping[str, SamplerSetti
     seeds = window_seeds(settings.seed, len(originals))
     repaired: dict[str, np.ndarray] = {}
     workflow, _ = repair_patches(list(originals), [h for _, h in d.holes], d.pixel_size_um, settings.model,
-                                 settings.tiling, settings.repaint, out_dir / "work", settings.batch_size, progress)
+                                 settings.tiling, settings.repaint, out_dir / "work", settings.batch_size, progress,
+                                 names=d.names)
     repaired[WORKFLOW] = np.stack([r.image for r in workflow])
     shutil.rmtree(out_dir / "work")
     samplers = {WINDOW: settings.repaint.sampler, **{f"{WINDOW}, {k}": v for k, v in references.items()}}

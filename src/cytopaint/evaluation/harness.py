@@ -62,6 +62,7 @@ class EvaluationSettings:
     patch_um: float = 1024.0  # side of the square patches: 1 mm^2 as in the paper
     patches_per_bin: int = 8
     bins: tuple[tuple[float, float], ...] = PAPER_BINS
+    run_bins: tuple[int, ...] | None = None  # repair only these bins' patches of the draw (None: all)
     masks: str = "freeform"  # hole shapes: free-form strokes (the paper's), or crystal clusters (small windows)
     methods: tuple[str, ...] = METHODS
     perturbations: bool = True
@@ -77,6 +78,12 @@ class EvaluationSettings:
         if not bins or any(not 0 <= lo < hi <= 1 for lo, hi in bins):
             raise ValueError(f"coverage bins must be [lo, hi] with 0 <= lo < hi <= 1, got {self.bins}")
         object.__setattr__(self, "bins", bins)
+        if self.run_bins is not None:
+            run_bins = tuple(sorted({int(b) for b in self.run_bins}))
+            if not run_bins or run_bins[0] < 0 or run_bins[-1] >= len(bins):
+                raise ValueError(f"evaluate.run_bins must name bins 0..{len(bins) - 1} (indices of evaluate.bins), "
+                                 f"got {list(self.run_bins)}")
+            object.__setattr__(self, "run_bins", run_bins)
         object.__setattr__(self, "methods", tuple(self.methods))
         if self.masks not in MASK_KINDS:
             raise ValueError(f"evaluate.masks must be one of {list(MASK_KINDS)}, got {self.masks!r}")
@@ -106,8 +113,8 @@ class EvaluationSettings:
         return cls(sections=str(table), model=str(config.get("model", "demo")),
                    tiling=TilingConfig(**(config.get("tiling") or {})), repaint=RepaintConfig(**repaint),
                    execution=Execution(**(config.get("execution") or {})),
-                   **{k: (tuple(map(tuple, v)) if k == "bins" else tuple(v) if k == "methods" else v)
-                      for k, v in ev.items()})
+                   **{k: (tuple(map(tuple, v)) if k == "bins" else tuple(v) if k in ("methods", "run_bins")
+                          and v is not None else v) for k, v in ev.items()})
 
 
 def _score(method: str, original: np.ndarray, region: np.ndarray, repaired: np.ndarray | None,
@@ -199,10 +206,15 @@ class Draw:
     holes: list[tuple[int, np.ndarray]]
     regions: list[np.ndarray]  # the hole dilated by the tiling margin: the pixels every method repairs
     reference: list[np.ndarray]  # other originals, for the reference FCD
+    names: list[str]  # each patch's section name when repaired, which its tile seeds hash
 
 
 def draw(settings: EvaluationSettings) -> Draw:
-    """The patches, holes and regions ``settings`` define: the same on every run of the same settings."""
+    """The patches, holes and regions ``settings`` define: the same on every run of the same settings.
+
+    With ``run_bins`` only those bins' patches are kept, and each keeps its name (hence its tile
+    seeds) from the whole draw: a bin repaired on its own is repaired as in a run of all bins.
+    """
     px = float(modelpkg.read_card(settings.model)["pixel_size_um"])
     patch_px = int(round(settings.patch_um / px))
     table = read_sections(settings.sections, base=Path(settings.sections).resolve().parent)
@@ -212,8 +224,11 @@ def draw(settings: EvaluationSettings) -> Draw:
     order = rng.permutation(2 * n)
     holes = bin_masks(settings.patches_per_bin, settings.bins, (patch_px, patch_px), settings.seed, settings.masks,
                       px)
-    return Draw(px, [drawn[i] for i in order[:n]], holes,
-                [dilate(h, settings.tiling.margin_um / px) for _, h in holes], [drawn[i].image for i in order[n:]])
+    keep = [i for i, (b, _) in enumerate(holes)
+            if settings.run_bins is None or b in settings.run_bins]
+    return Draw(px, [drawn[order[i]] for i in keep], [holes[i] for i in keep],
+                [dilate(holes[i][1], settings.tiling.margin_um / px) for i in keep],
+                [drawn[i].image for i in order[n:]], [f"p{i:04d}" for i in keep])
 
 
 def evaluate(settings: EvaluationSettings, out_dir: Path, progress: bool = True) -> dict[str, Any]:
@@ -236,7 +251,7 @@ def evaluate(settings: EvaluationSettings, out_dir: Path, progress: bool = True)
     if DDPM in settings.methods:
         ddpm, ddpm_timing = repair_patches(list(originals), [h for _, h in holes], px, settings.model,
                                            settings.tiling, settings.repaint, out_dir / "work",
-                                           settings.batch_size, progress, settings.execution)
+                                           settings.batch_size, progress, settings.execution, names=d.names)
         repaired[DDPM] = np.stack([r.image for r in ddpm])
         ddpm_seconds = sum(ddpm_timing[k] for k in ("plan_s", "sample_s", "repaint_other_s", "blend_s")) / n
         shutil.rmtree(out_dir / "work")

@@ -139,7 +139,8 @@ def run_pareto(settings: EvaluationSettings, samplers: dict[str, SamplerSettings
     context = {"patches": first["patches"], "patch_px": first["patch_px"], "sections": len(first["sections"]),
                "device": first["device"], "gpu": first["gpu"], "code_version": first["code_version"],
                "classifier": first["classifier"], "model": first["model"],
-               "bins": [list(b) for b in settings.bins], "patches_per_bin": settings.patches_per_bin}
+               "bins": [list(b) for b in settings.bins], "patches_per_bin": settings.patches_per_bin,
+               "run_bins": None if settings.run_bins is None else list(settings.run_bins)}
     table.to_csv(out_dir / "pareto.tsv", sep="\t", index=False, float_format="%.6g")
     write_text(out_dir / "pareto.json", json.dumps({**context, "rows": table.to_dict("records")}, indent=1,
                                                     default=str) + "\n")
@@ -164,10 +165,11 @@ def markdown(table: pd.DataFrame, context: dict[str, Any]) -> str:
              + (" (too weak to tell settings apart by a few points: see the fidelity issue)"
                 if (clf["held_out_accuracy"] or 0) < 0.95 else ""))
     device = context["device"] + (f" ({context['gpu']})" if context["gpu"] else "")
+    only = "" if context.get("run_bins") is None else f" (only bins {context['run_bins']})"
     lines = ["# Sampler settings on the same patches, masks and seeds", "",
              f"- {context['patches']} patches of {context['patch_px']} px from {context['sections']} held-out sections, "
-             f"{context['patches_per_bin']} per coverage bin {context['bins']}; model `{context['model']['name']}` "
-             f"({context['model']['sha256'][:12]}…); device {device}; code {context['code_version']}",
+             f"{context['patches_per_bin']} per coverage bin {context['bins']}{only}; "
+             f"model `{context['model']['name']}` ({context['model']['sha256'][:12]}…); device {device}; code {context['code_version']}",
              f"- {judge}",
              f"- the first row, `{table['setting'].iat[0]}`, is the reference; Δ in percentage points vs it; "
              f"\"meets\" = >= "
