@@ -171,13 +171,44 @@ def test_evaluate_writes_the_protocol_outputs(tmp_path: Path, stack: Path, packa
     pd.testing.assert_frame_equal(again.drop(columns="seconds"), per_patch.drop(columns="seconds"))
 
 
+def test_a_bin_run_on_its_own_repairs_its_patches_as_the_whole_draw_does(tmp_path: Path, stack: Path,
+                                                                           packages: dict[str, str]) -> None:
+    """``run_bins`` keeps a bin's patches, holes and tile seeds: its rows equal the whole run's, pixel for pixel."""
+    base = dict(sections=str(stack), model=packages["ddpm"], classifier=None, tiling=TILING, repaint=FAST,
+                patch_um=48.0, patches_per_bin=2, bins=((0.05, 0.2), (0.3, 0.5)), methods=("ddpm",), workers=1)
+    whole = EvaluationSettings(**base)
+    second = EvaluationSettings(**base, run_bins=(1,))
+    evaluate(whole, tmp_path / "whole", progress=False)
+    run = evaluate(second, tmp_path / "second", progress=False)
+    all_rows = pd.read_csv(tmp_path / "whole" / "patches.tsv", sep="\t").drop(columns="seconds")
+    one = pd.read_csv(tmp_path / "second" / "patches.tsv", sep="\t").drop(columns="seconds")
+    assert run["patches"] == 2 and set(one["bin"]) == {1}
+    pd.testing.assert_frame_equal(one, all_rows[all_rows["bin"] == 1].reset_index(drop=True))
+    # the repaired pixels too, not only their statistics: the tiles drew the noise of the whole draw's seeds
+    from cytopaint.evaluation.harness import draw
+    d_all, d_one = draw(whole), draw(second)
+    assert d_one.names == [d_all.names[i] for i, (b, _) in enumerate(d_all.holes) if b == 1] != ["p0000", "p0001"]
+    images = [p.image for p in d_one.patches]
+    holes = [h for _, h in d_one.holes]
+    named, _ = repair_patches(images, holes, 2.0, packages["ddpm"], TILING, FAST, tmp_path / "named",
+                              progress=False, names=d_one.names)
+    renamed, _ = repair_patches(images, holes, 2.0, packages["ddpm"], TILING, FAST, tmp_path / "renamed",
+                                progress=False)
+    assert all(np.array_equal(a.region, b.region) for a, b in zip(named, renamed, strict=True))
+    assert any(not np.array_equal(a.image, b.image) for a, b in zip(named, renamed, strict=True))
+    assert "only bins 1 of the draw" in (tmp_path / "second" / "summary.md").read_text()
+    with pytest.raises(ValueError, match="run_bins must name bins 0..1"):
+        EvaluationSettings(**base, run_bins=(2,))
+
+
 def test_settings_from_a_workflow_config(tmp_path: Path, stack: Path) -> None:
     cfg = {"model": "demo", "tiling": {"margin_um": 6.0}, "repaint": {"jump_length": 5, "steps": 50},
            "evaluate": {"patches_per_bin": 3, "bins": [[0.1, 0.2]], "repaint": {"steps": 25},
                         "synthetic": {"sections": 4}}}
     s = EvaluationSettings.from_config(cfg, sections=str(stack))
     assert s.repaint.steps == 25 and s.repaint.jump_length == 5 and s.tiling.margin_um == 6.0
-    assert s.bins == ((0.1, 0.2),) and s.patches_per_bin == 3
+    assert s.bins == ((0.1, 0.2),) and s.patches_per_bin == 3 and s.run_bins is None
+    assert EvaluationSettings.from_config({"evaluate": {"run_bins": [0]}}, sections=str(stack)).run_bins == (0,)
     with pytest.raises(ValueError, match="unknown setting"):
         EvaluationSettings.from_config({"evaluate": {"sections": "x", "patchs_per_bin": 3}})
     with pytest.raises(ValueError, match="held-out sections"):
