@@ -1,7 +1,7 @@
 """Where the DDPM's repairs lose fidelity: the evaluation's patches under conditions that each remove one cause.
 
     python benchmarks/diagnose_fidelity.py --sections TABLE --out DIR [--config config/config.yaml]
-        [--settings JSON] [--reference NAME=STEPS:J:R[,KEY=VALUE...]]...
+        [--settings JSON] [--reference NAME=STEPS:J:R[,KEY=VALUE...]]... [--context-um R ...]
 
 TABLE is a held-out sections table (as for `cytopaint evaluate`); --settings overrides config blocks
 as `cytopaint evaluate --settings` does. Patches must be the model's tile size (for the demo model,
@@ -30,10 +30,12 @@ def main() -> None:
     parser.add_argument("--settings", default="{}", help="JSON overrides of config blocks")
     parser.add_argument("--reference", action="append", default=[], type=parse_setting,
                         help="another sampler for the one-window condition, e.g. reference=256:1:5")
+    parser.add_argument("--context-um", nargs="+", type=float, default=[],
+                        help="radii of one-window conditions that know only the pixels this close to the region")
     args = parser.parse_args()
     settings = settings_from_files(args.config or ["config/config.yaml"], sections=args.sections,
                                    overrides=json.loads(args.settings))
-    diagnose(settings, dict(args.reference), args.out)
+    diagnose(settings, dict(args.reference), args.out, context_um=args.context_um)
     print((args.out / "diagnosis.md").read_text())
 
 

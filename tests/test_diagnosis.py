@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from cytopaint.diffusion.sampling import SamplerSettings
-from cytopaint.evaluation.diagnosis import UNCONDITIONAL, WINDOW, WORKFLOW, diagnose, inpaint_windows, window_seeds
+from cytopaint.evaluation.diagnosis import (UNCONDITIONAL, WINDOW, WORKFLOW, context_condition, diagnose,
+                                            inpaint_windows, window_seeds, without_far_context)
 from cytopaint.evaluation.harness import EvaluationSettings, evaluate
 from cytopaint.models import package as modelpkg
 
@@ -43,8 +44,8 @@ def test_one_window_inpainting_keeps_known_pixels_and_is_seeded(packages: dict[s
 def test_the_diagnosis_scores_every_condition_on_the_evaluation_patches(stack: Path, packages: dict[str, str],  # noqa: F811
                                                                          tmp_path: Path) -> None:
     settings = EvaluationSettings(sections=str(stack), model=packages["ddpm"], **SETTINGS)
-    result = diagnose(settings, {"ref": REFERENCE}, tmp_path / "diag", progress=False)
-    conditions = [WORKFLOW, WINDOW, f"{WINDOW}, ref", UNCONDITIONAL]
+    result = diagnose(settings, {"ref": REFERENCE}, tmp_path / "diag", progress=False, context_um=(4.0,))
+    conditions = [WORKFLOW, WINDOW, f"{WINDOW}, ref", context_condition(4.0), UNCONDITIONAL]
     assert result["summary"]["condition"].tolist() == conditions
     per_patch = pd.read_csv(tmp_path / "diag" / "patches.tsv", sep="\t")
     # the workflow condition is the evaluation's own DDPM repair: the same patches, regions and cells
@@ -62,7 +63,24 @@ def test_the_diagnosis_scores_every_condition_on_the_evaluation_patches(stack: P
     assert all(f"| {c} |" in page for c in conditions)
     assert (tmp_path / "diag" / "examples.png").stat().st_size > 0
     assert not (tmp_path / "diag" / "work").exists()
+    # the context condition differs from the full window only in what it knows
+    window = per_patch[per_patch["condition"] == WINDOW].reset_index(drop=True)
+    ring = per_patch[per_patch["condition"] == context_condition(4.0)].reset_index(drop=True)
+    assert ring["n_original"].tolist() == window["n_original"].tolist()
+    with pytest.raises(ValueError, match="context radii"):
+        diagnose(settings, {}, tmp_path / "bad", progress=False, context_um=(0.0,))
     with pytest.raises(ValueError, match="model's 16 px tiles"):  # refused before any repair
         diagnose(EvaluationSettings(sections=str(stack), model=packages["ddpm"], **{**SETTINGS, "patch_um": 64.0}),
                  {}, tmp_path / "wrong", progress=False)
     assert not (tmp_path / "wrong" / "work").exists()
+
+
+def test_a_context_ring_keeps_only_the_pixels_near_the_region() -> None:
+    regions = np.zeros((1, 16, 16), bool)
+    regions[0, 6:9, 6:9] = True
+    unknown = without_far_context(regions, 2.0)
+    known = ~unknown[0]
+    assert not (known & regions[0]).any()
+    ys, xs = np.nonzero(known)
+    assert ys.min() == 4 and ys.max() == 10 and xs.min() == 4 and xs.max() == 10  # within 2 px of the region
+    assert unknown[0, 0, 0] and unknown[0, 15, 15]

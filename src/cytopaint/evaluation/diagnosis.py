@@ -8,6 +8,9 @@ The patches, holes, regions and cell statistics are those of `cytopaint.evaluati
 - ``one window``: the whole patch inpainted in one sampler call, the region unknown, the rest
   known: no tiles, no waves (patches must then be the model's tile size);
 - ``one window, NAME``: the same with another sampler setting (e.g. the paper's 256 steps x 5);
+- ``context R µm``: one window that knows only the pixels within R µm of the region (the rest is
+  generated too, then discarded): how much of the window's context the repair draws on, i.e. whether
+  a larger tile could help (the context cause);
 - ``unconditional``: the model's own tissue, nothing known, pasted into the region.
 
 Pooled biases (`pooled_bias`) of the conditions telescope into shares of the workflow's bias:
@@ -20,7 +23,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,7 @@ import torch
 from ..diffusion.sampling import SamplerSettings, make_generators, sample
 from ..models import package as modelpkg
 from ..models.normalization import normalization_for
+from ..morphology import dilate
 from ..repaint.stage import pick_device
 from ..runtime import code_version_string
 from . import report
@@ -88,10 +92,22 @@ def shares(table: pd.DataFrame, reference: str | None) -> list[dict[str, Any]]:
     return rows
 
 
+def context_condition(radius_um: float) -> str:
+    """The name of the one-window condition that knows only the pixels within ``radius_um`` of the region."""
+    return f"context {radius_um:g} µm"
+
+
+def without_far_context(regions: np.ndarray, radius_px: float) -> np.ndarray:
+    """The unknown pixels of a window that knows only a ring of ``radius_px`` around each region (N, H, W)."""
+    return np.stack([r | ~dilate(r, radius_px) for r in regions])
+
+
 def diagnose(settings: EvaluationSettings, references: Mapping[str, SamplerSettings], out_dir: Path,
-             progress: bool = True) -> dict[str, Any]:
+             progress: bool = True, context_um: Sequence[float] = ()) -> dict[str, Any]:
     """Score every condition on the same patches; write patches.tsv, diagnosis.json, examples.png and the report
-    (`write_report`)."""
+    (`write_report`). ``context_um``: radii of the context conditions (none by default)."""
+    if any(not r > 0 for r in context_um):
+        raise ValueError(f"context radii must be > 0 µm, got {list(context_um)}")
     version = code_version_string()  # of the code that runs, read before a long run
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -111,6 +127,10 @@ def diagnose(settings: EvaluationSettings, references: Mapping[str, SamplerSetti
     samplers = {WINDOW: settings.repaint.sampler, **{f"{WINDOW}, {k}": v for k, v in references.items()}}
     for name, sampler in samplers.items():
         repaired[name] = inpaint_windows(model, originals, regions, sampler, seeds, device, settings.batch_size)
+    for radius in context_um:
+        unknown = without_far_context(regions, radius / d.pixel_size_um)
+        ring = inpaint_windows(model, originals, unknown, settings.repaint.sampler, seeds, device, settings.batch_size)
+        repaired[context_condition(radius)] = np.where(regions, ring, originals)
     repaired[UNCONDITIONAL] = inpaint_windows(model, originals, np.ones_like(regions), settings.repaint.sampler,
                                               seeds, device, settings.batch_size)
     repaired[UNCONDITIONAL] = np.where(regions, repaired[UNCONDITIONAL], originals)
@@ -128,7 +148,8 @@ def diagnose(settings: EvaluationSettings, references: Mapping[str, SamplerSetti
                          "grey_repaired": float(repaired[c][i][region].mean())})
     pd.DataFrame(rows).drop(columns="seconds").to_csv(out_dir / "patches.tsv", sep="\t", index=False)
     run = {"settings": settings_record(settings),
-           "conditions": conditions, "references": {k: asdict(v) for k, v in references.items()}, "seeds": seeds,
+           "conditions": conditions, "references": {k: asdict(v) for k, v in references.items()},
+           "context_um": [float(r) for r in context_um], "seeds": seeds,
            "model": {"name": model.card["name"], "sha256": model.weights_sha256}, "device": str(device),
            "patches": n, "code_version": version}
     (out_dir / "diagnosis.json").write_text(json.dumps(run, indent=2, default=str) + "\n")
