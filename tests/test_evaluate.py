@@ -192,10 +192,14 @@ def test_a_bin_run_on_its_own_repairs_its_patches_as_the_whole_draw_does(tmp_pat
     holes = [h for _, h in d_one.holes]
     named, _ = repair_patches(images, holes, 2.0, packages["ddpm"], TILING, FAST, tmp_path / "named",
                               progress=False, names=d_one.names)
-    renamed, _ = repair_patches(images, holes, 2.0, packages["ddpm"], TILING, FAST, tmp_path / "renamed",
-                                progress=False)
-    assert all(np.array_equal(a.region, b.region) for a, b in zip(named, renamed, strict=True))
-    assert any(not np.array_equal(a.image, b.image) for a, b in zip(named, renamed, strict=True))
+    everything, _ = repair_patches([p.image for p in d_all.patches], [h for _, h in d_all.holes], 2.0,
+                                   packages["ddpm"], TILING, FAST, tmp_path / "all", progress=False, names=d_all.names)
+    repaired_in_whole_run = [r.image for r, (b, _) in zip(everything, d_all.holes, strict=True) if b == 1]
+    by_position, _ = repair_patches(images, holes, 2.0, packages["ddpm"], TILING, FAST, tmp_path / "by_position",
+                                    progress=False)  # named p0000, p0001: other seeds, other pixels
+    assert all(np.array_equal(a.region, b.region) for a, b in zip(named, by_position, strict=True))
+    assert any(not np.array_equal(a.image, b.image) for a, b in zip(named, by_position, strict=True))
+    assert all(np.array_equal(r.image, o) for r, o in zip(named, repaired_in_whole_run, strict=True))
     assert "only bins 1 of the draw" in (tmp_path / "second" / "summary.md").read_text()
     from cytopaint.evaluation.pareto import run_pareto
     table = run_pareto(second, {"fast": FAST.sampler}, tmp_path / "pareto", progress=False)

@@ -110,11 +110,14 @@ class EvaluationSettings:
         extra = sorted(set(ev) - known)
         if extra:
             raise ValueError(f"evaluate: unknown setting(s) {extra}")
+        if "bins" in ev:
+            ev["bins"] = tuple(map(tuple, ev["bins"]))
+        for key in ("methods", "run_bins"):
+            if ev.get(key) is not None:
+                ev[key] = tuple(ev[key])
         return cls(sections=str(table), model=str(config.get("model", "demo")),
                    tiling=TilingConfig(**(config.get("tiling") or {})), repaint=RepaintConfig(**repaint),
-                   execution=Execution(**(config.get("execution") or {})),
-                   **{k: (tuple(map(tuple, v)) if k == "bins" else tuple(v) if k in ("methods", "run_bins")
-                          and v is not None else v) for k, v in ev.items()})
+                   execution=Execution(**(config.get("execution") or {})), **ev)
 
 
 def _score(method: str, original: np.ndarray, region: np.ndarray, repaired: np.ndarray | None,

@@ -169,7 +169,8 @@ def markdown(table: pd.DataFrame, context: dict[str, Any]) -> str:
     lines = ["# Sampler settings on the same patches, masks and seeds", "",
              f"- {context['patches']} patches of {context['patch_px']} px from {context['sections']} held-out sections, "
              f"{context['patches_per_bin']} per coverage bin {context['bins']}{only}; "
-             f"model `{context['model']['name']}` ({context['model']['sha256'][:12]}…); device {device}; code {context['code_version']}",
+             f"model `{context['model']['name']}` ({context['model']['sha256'][:12]}…); device {device}; "
+             f"code {context['code_version']}",
              f"- {judge}",
              f"- the first row, `{table['setting'].iat[0]}`, is the reference; Δ in percentage points vs it; "
              f"\"meets\" = >= "

@@ -152,7 +152,7 @@ def _classifier_line(card: Mapping[str, Any] | None) -> str:
 
 
 def _run_bins(settings: dict[str, Any]) -> str:
-    """`` (bins 0, 2 of the draw)`` when ``run_bins`` kept only some bins' patches, else nothing."""
+    """`` (only bins 0, 2 of the draw)`` when ``run_bins`` kept only some bins' patches, else nothing."""
     kept = settings.get("run_bins")
     return "" if kept is None else f" (only bins {', '.join(map(str, kept))} of the draw)"
 
