@@ -319,7 +319,12 @@ def test_pareto_compares_sampler_settings_on_the_same_patches(tmp_path: Path, st
     with pytest.raises(ValueError, match="folder"):
         run_pareto(settings, {"../x": SamplerSettings(1, 1, 2)}, tmp_path / "q", progress=False)
 
-    # a resumed comparison reuses finished settings and runs a changed one again
+    # a resumed comparison reuses finished settings and runs a changed one again; a setting added to the
+    # evaluation since a run was made (absent from its record) counts as its default, None
+    record = tmp_path / "p" / "ref" / "evaluation.json"
+    older = json.loads(record.read_text())
+    del older["settings"]["run_bins"]
+    record.write_text(json.dumps(older))
     stamp = (tmp_path / "p" / "ref" / "evaluation.json").stat().st_mtime_ns
     changed = {**samplers, "ddnm": SamplerSettings(2, 2, 4, method="ddnm")}
     again = run_pareto(settings, changed, tmp_path / "p", progress=False)

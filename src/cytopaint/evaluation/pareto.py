@@ -106,12 +106,16 @@ def compare(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def _finished(settings: EvaluationSettings, out: Path) -> dict[str, Any] | None:
-    """The evaluation already in ``out`` if it was made with exactly these settings (a resumed run), else None."""
+    """The evaluation already in ``out`` if it was made with exactly these settings (a resumed run), else None.
+
+    A setting that a recorded run lacks (one added to the evaluation since) counts as None, its default.
+    """
     try:
         run = json.loads((out / "evaluation.json").read_text())
     except (OSError, ValueError):
         return None
-    same = run.get("settings") == settings_record(settings)
+    current, recorded = settings_record(settings), run.get("settings") or {}
+    same = {**dict.fromkeys(current.keys() - recorded.keys()), **recorded} == current
     return run if same and all((out / f).is_file() for f in ("patches.tsv", "fcd.tsv")) else None
 
 
