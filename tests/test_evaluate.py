@@ -203,7 +203,7 @@ def test_a_bin_run_on_its_own_repairs_its_patches_as_the_whole_draw_does(tmp_pat
     assert "only bins 1 of the draw" in (tmp_path / "second" / "summary.md").read_text()
     from cytopaint.evaluation.pareto import run_pareto
     table = run_pareto(second, {"fast": FAST.sampler}, tmp_path / "pareto", progress=False)
-    assert table["patches"].tolist() == [2] and "(only bins [1])" in (tmp_path / "pareto" / "pareto.md").read_text()
+    assert table["patches"].tolist() == [2] and "(only bins 1 of the draw)" in (tmp_path / "pareto" / "pareto.md").read_text()
     with pytest.raises(ValueError, match="run_bins must name bins 0..1"):
         EvaluationSettings(**base, run_bins=(2,))
 

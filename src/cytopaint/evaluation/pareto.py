@@ -33,6 +33,7 @@ from ..diffusion.sampling import SamplerSettings  # noqa: E402
 from ..io.atomic import write_text  # noqa: E402
 from .harness import DDPM, EvaluationSettings, evaluate, settings_record  # noqa: E402
 from .metrics import pooled_bias  # noqa: E402
+from .report import run_bins_note  # noqa: E402
 
 #: Fidelity within these many percentage points of the reference counts as equal (issue: 1 and 2 points).
 ERROR_POINTS, AGREEMENT_POINTS, NFE_FACTOR = 1.0, 2.0, 10.0
@@ -169,10 +170,9 @@ def markdown(table: pd.DataFrame, context: dict[str, Any]) -> str:
              + (" (too weak to tell settings apart by a few points: see the fidelity issue)"
                 if (clf["held_out_accuracy"] or 0) < 0.95 else ""))
     device = context["device"] + (f" ({context['gpu']})" if context["gpu"] else "")
-    only = "" if context.get("run_bins") is None else f" (only bins {context['run_bins']})"
     lines = ["# Sampler settings on the same patches, masks and seeds", "",
              f"- {context['patches']} patches of {context['patch_px']} px from {context['sections']} held-out sections, "
-             f"{context['patches_per_bin']} per coverage bin {context['bins']}{only}; "
+             f"{context['patches_per_bin']} per coverage bin {context['bins']}{run_bins_note(context)}; "
              f"model `{context['model']['name']}` ({context['model']['sha256'][:12]}…); device {device}; "
              f"code {context['code_version']}",
              f"- {judge}",

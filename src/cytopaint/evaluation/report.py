@@ -151,7 +151,7 @@ def _classifier_line(card: Mapping[str, Any] | None) -> str:
             f"held-out accuracy {_pct(card['held_out_accuracy'])})")
 
 
-def _run_bins(settings: dict[str, Any]) -> str:
+def run_bins_note(settings: dict[str, Any]) -> str:
     """`` (only bins 0, 2 of the draw)`` when ``run_bins`` kept only some bins' patches, else nothing."""
     kept = settings.get("run_bins")
     return "" if kept is None else f" (only bins {', '.join(map(str, kept))} of the draw)"
@@ -167,7 +167,7 @@ def write_markdown(run: Mapping[str, Any], summary: pd.DataFrame, fcd: pd.DataFr
         f"{run['model']['tile_size']} px tiles); sampler {s['repaint']}",
         _classifier_line(run["classifier"]),
         f"- {run['patches']} patches of {run['patch_px']} px ({s['patch_um']:g} µm) from {len(run['sections'])} held-out "
-        f"sections in `{s['sections']}`, {s['patches_per_bin']} per coverage bin{_run_bins(s)}, "
+        f"sections in `{s['sections']}`, {s['patches_per_bin']} per coverage bin{run_bins_note(s)}, "
         f"{run['reference_patches']} disjoint "
         f"reference patches; repaired region = hole dilated by {run['margin_px']} px; seed {s['seed']}",
         f"- device {run['device']}{' (' + run['gpu'] + ')' if run.get('gpu') else ''}; code {run['code_version']}; "
